@@ -1,0 +1,1 @@
+"""Upshift: self-serve upgrades and pricing tiers between a SaaS product and Stripe."""

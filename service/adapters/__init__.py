@@ -1,0 +1,1 @@
+"""Adapters: the database, the catalog file and the billing providers."""

@@ -1,0 +1,1 @@
+"""The thin HTTP layer: routes, schemas, dependencies and problem+json errors."""

@@ -1,0 +1,138 @@
+"""The `upshift` console script: serve, migrate, keys, catalog and OpenAPI commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from service.settings import Settings
+
+OPENAPI_PATH = Path("openapi/openapi.json")
+SCHEMA_PATH = Path("pricing_catalog/catalog.schema.json")
+
+
+@click.group()
+def main() -> None:
+    """Upshift: self-serve upgrades and pricing tiers."""
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database (UPSHIFT_DATABASE_URL) up to the latest schema."""
+    from service.adapters.db import make_engine
+    from service.adapters.db import migrate as run_migrations
+
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    run_migrations(engine)
+    engine.dispose()
+    click.echo("database is at the latest revision")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--demo/--no-demo", default=None, help="Seed the demo account and print a key")
+def serve(host: str, port: int, demo: bool | None) -> None:
+    """Run the service with uvicorn; migrates the embedded SQLite database first."""
+    import uvicorn
+
+    from service.adapters.db import make_engine
+    from service.adapters.db import migrate as run_migrations
+    from service.api.app import create_app
+    from service.domain.catalog import CatalogError
+
+    settings = Settings()
+    if demo is not None:
+        settings = settings.model_copy(update={"seed_demo": demo})
+    try:
+        app = create_app(settings)
+    except CatalogError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    if settings.is_sqlite:
+        engine = make_engine(settings.database_url)
+        run_migrations(engine)
+        engine.dispose()
+    if settings.seed_demo:
+        from service.services.demo import seed_demo
+
+        state = app.state
+        key = seed_demo(state.session_factory, state.catalog, state.clock)
+        click.echo(f"demo account 'demo' ready; admin key (shown once): {key}")
+    click.echo(f"Upshift on http://{host}:{port}  (try /v1/catalog, /readyz)")
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+
+
+@main.group()
+def keys() -> None:
+    """Server API keys."""
+
+
+@keys.command("create")
+@click.option("--scopes", required=True, help="Comma-separated: admin, ingest, finance")
+@click.option("--name", default="cli", show_default=True)
+def keys_create(scopes: str, name: str) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from service.adapters.db import make_engine, make_session_factory, transaction
+    from service.domain.errors import DomainError
+    from service.ports import SystemClock
+    from service.services.api_keys import create_key, parse_scopes
+
+    try:
+        parsed = parse_scopes(scopes.split(","))
+    except DomainError as exc:
+        raise click.BadParameter(exc.detail, param_hint="--scopes") from None
+    engine = make_engine(Settings().database_url)
+    with transaction(make_session_factory(engine)) as session:
+        raw_key = create_key(session, SystemClock(), name, parsed)
+    engine.dispose()
+    click.echo(raw_key)
+
+
+@main.group()
+def catalog() -> None:
+    """Catalog tools."""
+
+
+@catalog.command("validate")
+@click.argument("path", type=click.Path(path_type=Path))
+def catalog_validate(path: Path) -> None:
+    """Validate a catalog file; prints every problem with its path and exits non-zero."""
+    from service.adapters.catalog_loader import load_catalog
+    from service.domain.catalog import CatalogError
+
+    try:
+        loaded = load_catalog(path)
+    except CatalogError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(f"{path.name}: ok (version {loaded.version}, {len(loaded.tiers)} tiers)")
+
+
+@catalog.command("schema")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=SCHEMA_PATH)
+def catalog_schema(output: Path) -> None:
+    """Regenerate catalog.schema.json from the catalog model."""
+    from service.domain.catalog import catalog_json_schema
+
+    output.write_text(json.dumps(catalog_json_schema(), indent=2, sort_keys=True) + "\n")
+    click.echo(f"wrote {output}")
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=OPENAPI_PATH)
+def openapi(output: Path) -> None:
+    """Regenerate openapi/openapi.json from the app."""
+    from service.api.openapi_doc import openapi_json
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(openapi_json())
+    click.echo(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The pure domain core: stdlib and pydantic only."""

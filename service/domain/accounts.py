@@ -1,0 +1,151 @@
+"""An account's plan (tier, interval, seats, add-ons) and the recurring lines it bills."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from service.domain.catalog import Catalog, Interval
+from service.domain.errors import ValidationFailed
+from service.domain.money import Money
+
+
+class AccountStatus(StrEnum):
+    active = "active"
+    trialing = "trialing"
+    past_due = "past_due"
+    canceled = "canceled"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an account subscribes to; seats are the purchased seats, included ones counted."""
+
+    tier: str
+    interval: Interval
+    seats: int
+    addons: dict[str, int] = field(default_factory=dict)
+
+    def with_changes(
+        self,
+        *,
+        tier: str | None = None,
+        interval: Interval | None = None,
+        seats: int | None = None,
+        addons: dict[str, int] | None = None,
+    ) -> Plan:
+        return Plan(
+            tier=tier or self.tier,
+            interval=interval or self.interval,
+            seats=self.seats if seats is None else seats,
+            addons=dict(self.addons if addons is None else addons),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLine:
+    """One recurring line of a plan: a price (by lookup key) times a quantity, per interval."""
+
+    key: str
+    description: str
+    lookup_key: str
+    unit_amount: Money
+    quantity: int
+
+    @property
+    def amount(self) -> Money:
+        return self.unit_amount.times(self.quantity)
+
+
+def validate_plan(catalog: Catalog, plan: Plan, *, prefix: str = "") -> None:
+    """Raise ValidationFailed naming the field when the plan is not sellable by this catalog."""
+    tier = catalog.tiers.get(plan.tier)
+    if tier is None:
+        raise ValidationFailed(
+            f"unknown tier '{plan.tier}'", field=f"{prefix}tier", code="unknown_tier"
+        )
+    if tier.self_serve and plan.interval not in tier.prices:
+        raise ValidationFailed(
+            f"tier '{plan.tier}' has no {plan.interval.value} price",
+            field=f"{prefix}interval",
+            code="interval_not_offered",
+        )
+    if not tier.seats.included <= plan.seats <= tier.seats.max:
+        raise ValidationFailed(
+            f"seats must be between {tier.seats.included} and {tier.seats.max} "
+            f"on tier '{plan.tier}', got {plan.seats}",
+            field=f"{prefix}seats",
+            code="seats_out_of_range",
+        )
+    for addon_key, quantity in plan.addons.items():
+        where = f"{prefix}addons.{addon_key}"
+        addon = catalog.addons.get(addon_key)
+        if addon is None:
+            raise ValidationFailed(
+                f"unknown add-on '{addon_key}'", field=where, code="unknown_addon"
+            )
+        if addon_key not in tier.addons:
+            raise ValidationFailed(
+                f"add-on '{addon_key}' is not available on tier '{plan.tier}'",
+                field=where,
+                code="addon_not_allowed",
+            )
+        if not 1 <= quantity <= addon.max_quantity:
+            raise ValidationFailed(
+                f"add-on '{addon_key}' quantity must be between 1 and {addon.max_quantity}",
+                field=where,
+                code="addon_quantity_out_of_range",
+            )
+
+
+def plan_lines(catalog: Catalog, plan: Plan) -> list[PlanLine]:
+    """The recurring lines of a plan, in a stable order: base, seats, then add-ons by key.
+
+    Sales-assisted tiers have no list price and so no lines here; their contract value is
+    recorded by the people who sell it.
+    """
+    tier = catalog.tiers[plan.tier]
+    tier_price = tier.prices.get(plan.interval)
+    if tier_price is None:
+        return []
+    lines = [
+        PlanLine(
+            "base",
+            f"{tier.name} ({tier.seats.included} seats included)",
+            tier_price.base.lookup_key,
+            catalog.money(tier_price.base.amount),
+            1,
+        )
+    ]
+    extra_seats = plan.seats - tier.seats.included
+    if tier_price.seat is not None and extra_seats > 0:
+        lines.append(
+            PlanLine(
+                "seats",
+                f"{tier.name} additional seat",
+                tier_price.seat.lookup_key,
+                catalog.money(tier_price.seat.amount),
+                extra_seats,
+            )
+        )
+    for addon_key in sorted(plan.addons):
+        quantity = plan.addons[addon_key]
+        price = catalog.addons[addon_key].prices[plan.interval]
+        lines.append(
+            PlanLine(
+                f"addon:{addon_key}",
+                catalog.addons[addon_key].name,
+                price.lookup_key,
+                catalog.money(price.amount),
+                quantity,
+            )
+        )
+    return lines
+
+
+def recurring_amount(catalog: Catalog, plan: Plan) -> Money:
+    """What the plan bills every interval."""
+    total = Money.zero(catalog.currency)
+    for line in plan_lines(catalog, plan):
+        total = total + line.amount
+    return total

@@ -1,0 +1,137 @@
+"""Money as integer minor units plus an ISO 4217 currency; every rounding rule lives here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+# Minor-unit exponent per currency, for the decimal columns finance reads. Everything not listed
+# has two decimals; zero-decimal currencies are the ones Stripe documents as such.
+_ZERO_DECIMAL = frozenset(
+    {
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    }
+)
+
+
+class CurrencyMismatchError(ValueError):
+    """Two amounts of different currencies were combined."""
+
+
+def round_half_away(numerator: int, denominator: int) -> int:
+    """Divide two integers and round to the nearest integer, halves away from zero.
+
+    Halves away from zero makes rounding symmetric: the credit for a span is exactly the negative
+    of the charge for the same span, so an upgrade undone at once nets to zero per line.
+    """
+    if denominator == 0:
+        raise ZeroDivisionError("denominator is zero")
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    quotient, remainder = divmod(abs(numerator), denominator)
+    if remainder * 2 >= denominator:
+        quotient += 1
+    return quotient if numerator >= 0 else -quotient
+
+
+def minor_exponent(currency: str) -> int:
+    """How many decimals the currency's minor unit has."""
+    return 0 if currency.upper() in _ZERO_DECIMAL else 2
+
+
+def validate_currency(currency: str) -> str:
+    """Return the currency code upper-cased, or raise ValueError if it is not ISO 4217 shaped."""
+    code = currency.upper()
+    if not _CURRENCY.match(code):
+        raise ValueError(f"currency must be a three-letter ISO 4217 code, got {currency!r}")
+    return code
+
+
+@dataclass(frozen=True, slots=True, order=False)
+class Money:
+    """An amount in integer minor units (cents) of one currency."""
+
+    minor: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.minor, bool) or not isinstance(self.minor, int):
+            raise TypeError(f"money must be integer minor units, got {self.minor!r}")
+        object.__setattr__(self, "currency", validate_currency(self.currency))
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        return cls(0, currency)
+
+    def _same(self, other: Money) -> None:
+        if self.currency != other.currency:
+            raise CurrencyMismatchError(f"cannot combine {self.currency} with {other.currency}")
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.minor + other.minor, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.minor - other.minor, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.minor, self.currency)
+
+    def __lt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.minor < other.minor
+
+    def __le__(self, other: Money) -> bool:
+        self._same(other)
+        return self.minor <= other.minor
+
+    def __gt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.minor > other.minor
+
+    def __ge__(self, other: Money) -> bool:
+        self._same(other)
+        return self.minor >= other.minor
+
+    def times(self, quantity: int) -> Money:
+        """The amount for `quantity` units of this unit price."""
+        return Money(self.minor * quantity, self.currency)
+
+    def fraction(self, numerator: int, denominator: int) -> Money:
+        """This amount scaled by numerator/denominator, rounded half away from zero."""
+        return Money(round_half_away(self.minor * numerator, denominator), self.currency)
+
+    def to_decimal(self) -> Decimal:
+        """The amount in major units, for spreadsheets; never used for arithmetic."""
+        return Decimal(self.minor).scaleb(-minor_exponent(self.currency))
+
+    def __str__(self) -> str:
+        return f"{self.to_decimal():f} {self.currency}"
+
+
+def monthly_from_interval(amount_minor: int, interval_months: int) -> int:
+    """Normalize a recurring amount billed every `interval_months` months to one month (MRR).
+
+    Rounded half away from zero; a yearly 1,000 becomes 83 a month. The rounding error is at most
+    half a minor unit per line, and MRR is summed from rounded lines, never re-derived.
+    """
+    return round_half_away(amount_minor, interval_months)

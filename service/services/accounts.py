@@ -1,0 +1,108 @@
+"""Account state: create or replace an account's plan, validated against the active catalog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from service.adapters.orm import AccountRow
+from service.adapters.repositories import AccountRepository
+from service.domain.accounts import AccountStatus, Plan, recurring_amount, validate_plan
+from service.domain.catalog import Catalog, Interval
+from service.domain.errors import Conflict, NotFound, ValidationFailed
+from service.domain.money import Money, monthly_from_interval
+from service.domain.periods import add_months
+from service.ports import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInput:
+    tier: str
+    interval: Interval
+    seats: int
+    addons: dict[str, int] = field(default_factory=dict)
+    name: str | None = None
+    currency: str | None = None
+    status: AccountStatus = AccountStatus.active
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    billing_customer_id: str | None = None
+    billing_subscription_id: str | None = None
+
+
+def plan_of(row: AccountRow) -> Plan:
+    return Plan(tier=row.tier, interval=Interval(row.interval), seats=row.seats, addons=row.addons)
+
+
+def account_mrr(catalog: Catalog, row: AccountRow) -> Money:
+    """Monthly recurring revenue of the account's plan; zero unless it is paying."""
+    if row.status not in (AccountStatus.active, AccountStatus.past_due):
+        return Money.zero(row.currency)
+    plan = plan_of(row)
+    amount = recurring_amount(catalog, plan)
+    return Money(monthly_from_interval(amount.minor, plan.interval.months), amount.currency)
+
+
+def get_account(session: Session, account_id: str) -> AccountRow:
+    row = AccountRepository(session).get(account_id)
+    if row is None:
+        raise NotFound(f"account '{account_id}' not found", code="account_not_found")
+    return row
+
+
+def put_account(
+    session: Session,
+    catalog: Catalog,
+    clock: Clock,
+    account_id: str,
+    data: AccountInput,
+    *,
+    expected_version: int | None = None,
+) -> tuple[AccountRow, bool]:
+    """Create or replace the account; returns the row and whether it was created."""
+    plan = Plan(tier=data.tier, interval=data.interval, seats=data.seats, addons=data.addons)
+    validate_plan(catalog, plan)
+    if data.currency is not None and data.currency != catalog.currency:
+        raise ValidationFailed(
+            f"the catalog sells in {catalog.currency}, not {data.currency}",
+            field="currency",
+            code="currency_mismatch",
+        )
+    now = clock.now()
+    period_start = data.current_period_start or now
+    period_end = data.current_period_end or add_months(period_start, plan.interval.months)
+    if period_end <= period_start:
+        raise ValidationFailed(
+            "current_period_end must be after current_period_start", field="current_period_end"
+        )
+    repository = AccountRepository(session)
+    row = repository.get(account_id, for_update=True)
+    if row is None and expected_version is not None:
+        raise NotFound(f"account '{account_id}' not found", code="account_not_found")
+    if row is not None and expected_version is not None and row.version != expected_version:
+        raise Conflict(
+            f"account '{account_id}' is at version {row.version}, not {expected_version}",
+            code="state_changed",
+        )
+    created = row is None
+    if row is None:
+        row = AccountRow(id=account_id, created_at=now)
+    row.name = data.name
+    row.tier = plan.tier
+    row.interval = plan.interval.value
+    row.seats = plan.seats
+    row.addons = dict(sorted(plan.addons.items()))
+    row.currency = catalog.currency
+    row.status = data.status.value
+    row.current_period_start = period_start
+    row.current_period_end = period_end
+    row.billing_customer_id = data.billing_customer_id
+    row.billing_subscription_id = data.billing_subscription_id
+    row.updated_at = now
+    if created:
+        repository.add(row)
+    else:
+        session.flush()
+    return row, created
