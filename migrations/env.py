@@ -6,10 +6,10 @@ from alembic import context
 from sqlalchemy import Connection
 
 from service.adapters.db import make_engine
-from service.adapters.orm import Base
+from service.adapters.schema import metadata
 from service.settings import Settings
 
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run_on(connection: Connection) -> None:

@@ -134,5 +134,15 @@ def openapi(output: Path) -> None:
     click.echo(f"wrote {output}")
 
 
+def _register_area_commands() -> None:
+    from service.commands import ledger, signals
+
+    main.add_command(signals.signals)
+    main.add_command(ledger.ledger)
+    main.add_command(ledger.report)
+
+
+_register_area_commands()
+
 if __name__ == "__main__":
     main()

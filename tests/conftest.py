@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from service.adapters.db import make_engine, make_session_factory, migrate, transaction
-from service.adapters.orm import Base
+from service.adapters.schema import metadata
 from service.api.app import create_app
 from service.services.api_keys import Scope, create_key
 from service.settings import Settings
@@ -60,7 +60,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def _empty_tables(engine: Engine) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    tables = [t.name for t in reversed(metadata.sorted_tables)]
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))

@@ -15,7 +15,18 @@ from service.adapters.catalog_loader import load_catalog
 from service.adapters.db import make_engine, make_session_factory
 from service.api.metrics import MetricsMiddleware, RequestMetrics
 from service.api.problems import install_problem_handlers
-from service.api.routes import accounts, catalog, health
+from service.api.routes import (
+    accounts,
+    catalog,
+    health,
+    ledger,
+    offers,
+    reports,
+    signals,
+    upgrades,
+    usage,
+    webhooks,
+)
 from service.ports import Clock, SystemClock
 from service.settings import Settings
 
@@ -65,6 +76,17 @@ def create_app(
     app.state.metrics = RequestMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     install_problem_handlers(app)
-    for module in (health, catalog, accounts):
+    for module in (
+        health,
+        catalog,
+        accounts,
+        usage,
+        signals,
+        offers,
+        upgrades,
+        webhooks,
+        ledger,
+        reports,
+    ):
         app.include_router(module.router)
     return app

@@ -7,13 +7,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 from service.adapters.db import migrate
-from service.adapters.orm import Base
+from service.adapters.schema import metadata
 
 
 def test_schema_matches_the_models(db: Engine) -> None:
     with db.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        diff = compare_metadata(context, Base.metadata)
+        diff = compare_metadata(context, metadata)
     assert diff == [], f"models and migrations differ: {diff}"
 
 

@@ -1,0 +1,33 @@
+"""Tables of upgrade offers: every offer shown is an impression, for the offer funnel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.adapters.orm import Base
+
+
+class OfferImpressionRow(Base):
+    """One offer shown to one account at one moment (append-only)."""
+
+    __tablename__ = "offer_impressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    offer_id: Mapped[str] = mapped_column(String(64), index=True)
+    account_id: Mapped[str] = mapped_column(String(128), ForeignKey("accounts.id"))
+    engine: Mapped[str] = mapped_column(String(16))
+    target: Mapped[dict[str, Any]]
+    amount_due_minor: Mapped[int | None]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason_codes: Mapped[list[str]]
+    signal_ids: Mapped[list[str]]
+    days_since_activation: Mapped[int | None]
+    in_activation_window: Mapped[bool]
+    catalog_version: Mapped[str] = mapped_column(String(64))
+    shown_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_offer_impressions_account_shown", "account_id", "shown_at"),)

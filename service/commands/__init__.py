@@ -1,0 +1,1 @@
+"""Console sub-commands, one module per area, registered in service.cli."""
