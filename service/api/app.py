@@ -28,6 +28,7 @@ from service.api.routes import (
     webhooks,
 )
 from service.ports import Clock, SystemClock
+from service.services.tokens import TokenSigner
 from service.settings import Settings
 
 log = logging.getLogger("upshift")
@@ -73,6 +74,8 @@ def create_app(
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.clock = clock or SystemClock()
+    assert settings.token_secret is not None
+    app.state.token_signer = TokenSigner(settings.token_secret.get_secret_value())
     app.state.metrics = RequestMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     install_problem_handlers(app)

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from service.api.schemas import AccountId
 from service.domain.catalog import Catalog
-from service.domain.errors import DomainError
+from service.domain.errors import DomainError, NotFound
 from service.ports import Clock
 from service.services.api_keys import Principal, Scope, authenticate
+from service.services.tokens import SESSION_PREFIX, InvalidToken, TokenSigner
 
 
 class Unauthorized(DomainError):
@@ -42,25 +44,70 @@ def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
+def get_signer(request: Request) -> TokenSigner:
+    return request.app.state.token_signer
+
+
 # scope="function": commit before the response is sent, so a failed commit is the response.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
+SignerDep = Annotated[TokenSigner, Depends(get_signer)]
+AccountIdPath = Annotated[AccountId, Path(description="The product's own account id")]
 
-_bearer = HTTPBearer(auto_error=False, description="A server API key (upk_…)")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A server API key (upk_…) or, on account-scoped reads and upgrades, a session "
+    "token (ust_…) issued for that one account",
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def get_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer credentials", code="missing_credentials")
+    return credentials.credentials
+
+
+def _server_key(request: Request, raw_key: str) -> Principal:
     with request.app.state.session_factory() as session:
-        principal = authenticate(session, credentials.credentials)
+        principal = authenticate(session, raw_key)
     if principal is None:
         raise Unauthorized("invalid or revoked credentials", code="invalid_credentials")
     return principal
+
+
+def get_principal(request: Request, credentials: BearerDep) -> Principal:
+    return _server_key(request, _bearer_token(credentials))
+
+
+def account_principal(
+    account_id: AccountIdPath,
+    request: Request,
+    credentials: BearerDep,
+    signer: SignerDep,
+    clock: ClockDep,
+) -> Principal:
+    """An admin key, or a session token bound to exactly this account.
+
+    A session token presented for another account gets the same 404 as an unknown account, so
+    a browser holding one token learns nothing about any other account.
+    """
+    raw = _bearer_token(credentials)
+    if not raw.startswith(SESSION_PREFIX):
+        principal = _server_key(request, raw)
+        if not principal.allows(Scope.admin):
+            raise Forbidden("this key lacks the 'admin' scope", code="insufficient_scope")
+        return principal
+    try:
+        claims = signer.verify(SESSION_PREFIX, raw, clock.now())
+    except InvalidToken as exc:
+        raise Unauthorized(exc.detail, code=exc.code) from None
+    if claims.get("acc") != account_id:
+        raise NotFound(f"account '{account_id}' not found", code="account_not_found")
+    return Principal(
+        key_id=f"session:{claims.get('jti')}", scopes=frozenset(), account_id=account_id
+    )
 
 
 def require_scope(scope: Scope) -> Callable[[Principal], Principal]:
@@ -75,3 +122,4 @@ def require_scope(scope: Scope) -> Callable[[Principal], Principal]:
 AdminDep = Annotated[Principal, Depends(require_scope(Scope.admin))]
 IngestDep = Annotated[Principal, Depends(require_scope(Scope.ingest))]
 FinanceDep = Annotated[Principal, Depends(require_scope(Scope.finance))]
+AccountAccessDep = Annotated[Principal, Depends(account_principal)]

@@ -42,6 +42,26 @@ class Plan:
         )
 
 
+def moved_to_tier(
+    catalog: Catalog,
+    plan: Plan,
+    tier_key: str,
+    *,
+    seats: int | None = None,
+    addons: dict[str, int] | None = None,
+) -> Plan:
+    """The plan on another tier. Seats not given move into the new tier's range, add-ons not
+    given keep only those the new tier sells; callers show the result, so nothing changes
+    that the customer does not see."""
+    tier = catalog.tiers.get(tier_key)
+    if tier is not None:
+        if seats is None:
+            seats = min(max(plan.seats, tier.seats.included), tier.seats.max)
+        if addons is None:
+            addons = {k: q for k, q in plan.addons.items() if k in tier.addons}
+    return plan.with_changes(tier=tier_key, seats=seats, addons=addons)
+
+
 @dataclass(frozen=True, slots=True)
 class PlanLine:
     """One recurring line of a plan: a price (by lookup key) times a quantity, per interval."""

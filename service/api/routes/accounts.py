@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Response
+from fastapi import APIRouter, Header, Response
 
 from service.adapters.orm import AccountRow
-from service.api.deps import AdminDep, CatalogDep, ClockDep, SessionDep
+from service.api.deps import AccountIdPath, AdminDep, CatalogDep, ClockDep, SessionDep
 from service.api.problems import problem_responses
-from service.api.schemas import AccountId, AccountOut, AccountPut, MoneyOut
+from service.api.schemas import AccountOut, AccountPut, MoneyOut
 from service.domain.accounts import AccountStatus, recurring_amount
 from service.domain.catalog import Catalog, Interval
 from service.domain.errors import ValidationFailed
 from service.services.accounts import AccountInput, account_mrr, get_account, plan_of, put_account
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
-
-AccountIdPath = Annotated[AccountId, Path(description="The product's own account id")]
 
 
 def account_out(catalog: Catalog, row: AccountRow) -> AccountOut:

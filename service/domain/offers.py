@@ -1,0 +1,256 @@
+"""Rank the next step for an account: seat expansion, tier upsell, add-on, or a talk with sales."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from service.domain.accounts import Plan, moved_to_tier
+from service.domain.catalog import SEATS_FEATURE, AddOnKind, Catalog, FeatureKind, Timing
+
+
+class OfferEngine(StrEnum):
+    seat = "seat"
+    upsell = "upsell"
+    addon = "addon"
+    sales_assisted = "sales_assisted"
+
+
+class FeatureUsageView(Protocol):
+    @property
+    def used(self) -> int: ...
+    @property
+    def limit(self) -> int | bool | None: ...
+
+
+class CrossingView(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def feature(self) -> str: ...
+    @property
+    def level(self) -> str: ...
+
+
+class SignalsView(Protocol):
+    @property
+    def crossings(self) -> Sequence[CrossingView]: ...
+    @property
+    def score(self) -> int: ...
+    @property
+    def in_window(self) -> bool: ...
+    @property
+    def motion(self) -> str: ...
+
+
+# A seat offer sizes the team so that it sits at this utilization after the purchase.
+SEAT_TARGET_UTILIZATION_PERCENT = 75
+# How much an account inside its post-activation window is favoured: the best moment to expand.
+WINDOW_BOOST = 15
+# Feature unlocks are offered only to accounts showing this much readiness, never cold.
+UNLOCK_MIN_READINESS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class OfferCandidate:
+    """An unpriced offer: what to change and why. Priced and signed by the offers service."""
+
+    engine: OfferEngine
+    target: Plan | None  # None for a sales-assisted offer: there is nothing to buy alone
+    target_tier: str
+    reasons: tuple[str, ...]
+    signal_ids: tuple[str, ...]
+    strength: int  # 0..100 from the signal behind it, before the window boost
+
+    def score(self, in_window: bool) -> int:
+        return self.strength + (WINDOW_BOOST if in_window else 0)
+
+
+def _utilization(usage: FeatureUsageView | None) -> int | None:
+    if usage is None or isinstance(usage.limit, bool) or not usage.limit:
+        return None
+    return usage.used * 100 // usage.limit
+
+
+def _warn_percent(catalog: Catalog, feature: str) -> int | None:
+    levels = [t.at_percent for t in catalog.thresholds if t.feature == feature]
+    return min(levels) if levels else None
+
+
+def _signal_ids(signals: SignalsView, feature: str) -> tuple[str, ...]:
+    return tuple(c.id for c in signals.crossings if c.feature == feature)
+
+
+def _hit(signals: SignalsView, feature: str) -> bool:
+    return any(c.feature == feature and c.level == "limit" for c in signals.crossings)
+
+
+def _self_serve_upgrades(catalog: Catalog, tier: str) -> list[str]:
+    """Immediate, self-serve upgrade targets of a tier, cheapest (lowest rank) first."""
+    paths = [
+        p.to
+        for p in catalog.tiers[tier].upgrades
+        if p.timing is Timing.immediate and catalog.tiers[p.to].self_serve
+    ]
+    return sorted(paths, key=lambda key: catalog.tiers[key].rank)
+
+
+def _raises(catalog: Catalog, plan: Plan, to_tier: str, feature: str) -> bool:
+    if feature == SEATS_FEATURE:
+        return catalog.tiers[to_tier].seats.max > catalog.tiers[plan.tier].seats.max
+    kept = {k: q for k, q in plan.addons.items() if k in catalog.tiers[to_tier].addons}
+    now = catalog.limit(plan.tier, feature, plan.addons)
+    then = catalog.limit(to_tier, feature, kept)
+    return then is None or (now is not None and int(then) > int(now))
+
+
+def candidates(
+    catalog: Catalog, plan: Plan, usage: Mapping[str, FeatureUsageView], signals: SignalsView
+) -> list[OfferCandidate]:
+    """Every offer the account's state and signals justify, strongest first (see `rank`)."""
+    found: list[OfferCandidate] = []
+    tier = catalog.tiers[plan.tier]
+    step_ups = _self_serve_upgrades(catalog, plan.tier)
+    pressured: list[tuple[str, int]] = []
+    for feature, feature_usage in usage.items():
+        percent = _utilization(feature_usage)
+        warn = _warn_percent(catalog, feature)
+        if percent is not None and warn is not None and percent >= warn:
+            pressured.append((feature, 100 if _hit(signals, feature) else percent))
+
+    for feature, strength in pressured:
+        reason = f"{feature}_at_{min(_utilization(usage[feature]) or 0, 999)}_percent"
+        ids = _signal_ids(signals, feature)
+        if feature == SEATS_FEATURE:
+            active = usage[feature].used
+            # Ceiling division: the fewest seats that bring utilization down to the target.
+            wanted = max(plan.seats + 1, -(-active * 100 // SEAT_TARGET_UTILIZATION_PERCENT))
+            seats = min(tier.seats.max, wanted)
+            if seats > plan.seats:
+                found.append(
+                    OfferCandidate(
+                        OfferEngine.seat,
+                        Plan(plan.tier, plan.interval, seats, dict(plan.addons)),
+                        plan.tier,
+                        (reason,),
+                        ids,
+                        min(strength, 100),
+                    )
+                )
+        else:
+            for addon_key in tier.addons:
+                addon = catalog.addons[addon_key]
+                quantity = plan.addons.get(addon_key, 0)
+                if (
+                    addon.kind is AddOnKind.usage_pack
+                    and feature in addon.grants
+                    and quantity < addon.max_quantity
+                ):
+                    found.append(
+                        OfferCandidate(
+                            OfferEngine.addon,
+                            plan.with_changes(addons={**plan.addons, addon_key: quantity + 1}),
+                            plan.tier,
+                            (reason,),
+                            ids,
+                            min(strength, 100),
+                        )
+                    )
+        upsell_to = next((t for t in step_ups if _raises(catalog, plan, t, feature)), None)
+        if upsell_to is not None:
+            found.append(
+                OfferCandidate(
+                    OfferEngine.upsell,
+                    moved_to_tier(catalog, plan, upsell_to),
+                    upsell_to,
+                    (reason, f"{upsell_to}_raises_{feature}"),
+                    ids,
+                    min(strength, 100),
+                )
+            )
+
+    ready = signals.in_window or signals.score >= UNLOCK_MIN_READINESS
+    for next_tier in step_ups if ready else []:
+        unlocked = [
+            key
+            for key, feature in catalog.features.items()
+            if feature.kind is FeatureKind.boolean
+            and not catalog.limit(plan.tier, key, plan.addons)
+            and catalog.limit(next_tier, key, {})
+        ]
+        if unlocked:
+            # The cheapest step up that unlocks something, offered on readiness alone.
+            found.append(
+                OfferCandidate(
+                    OfferEngine.upsell,
+                    moved_to_tier(catalog, plan, next_tier),
+                    next_tier,
+                    tuple(f"{next_tier}_unlocks_{key}" for key in unlocked),
+                    (),
+                    30,
+                )
+            )
+            break
+
+    sales_paths = [p.to for p in tier.upgrades if p.timing is Timing.sales_assisted]
+    if sales_paths and (signals.motion == "sales_assisted" or (not step_ups and pressured)):
+        reasons = ["high_contract_value"] if signals.motion == "sales_assisted" else []
+        if not step_ups:
+            reasons.append("no_self_serve_step_up")
+        found.append(
+            OfferCandidate(
+                OfferEngine.sales_assisted,
+                None,
+                sales_paths[0],
+                tuple(reasons),
+                tuple(c.id for c in signals.crossings),
+                90 if signals.motion == "sales_assisted" else 60,
+            )
+        )
+    return _dedupe(found)
+
+
+def _dedupe(found: list[OfferCandidate]) -> list[OfferCandidate]:
+    """One offer per target: the reasons and signals of duplicates are merged into the strongest."""
+    merged: dict[tuple[object, ...], OfferCandidate] = {}
+    for offer in found:
+        target = offer.target
+        plan_key = (
+            (target.tier, target.interval, target.seats, tuple(sorted(target.addons.items())))
+            if target
+            else None
+        )
+        key = (offer.engine.value, offer.target_tier, plan_key)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = offer
+            continue
+        merged[key] = OfferCandidate(
+            offer.engine,
+            offer.target,
+            offer.target_tier,
+            tuple(dict.fromkeys((*seen.reasons, *offer.reasons))),
+            tuple(dict.fromkeys((*seen.signal_ids, *offer.signal_ids))),
+            max(seen.strength, offer.strength),
+        )
+    return list(merged.values())
+
+
+def rank(
+    priced: Sequence[tuple[OfferCandidate, int | None]], in_window: bool
+) -> list[tuple[OfferCandidate, int | None]]:
+    """Strongest signal first; among equals, the smallest MRR step (None: unpriced, last) first.
+
+    The smallest step that relieves the customer's limit is the honest first offer; the bigger
+    step is still shown right behind it.
+    """
+    return sorted(
+        priced,
+        key=lambda pair: (
+            -pair[0].score(in_window),
+            pair[1] if pair[1] is not None else 1 << 62,
+            pair[0].engine.value,
+        ),
+    )

@@ -1,0 +1,154 @@
+"""A plan change priced for the customer: allowed or not, when it applies, and what is due now."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from service.domain.accounts import Plan, plan_lines, recurring_amount, validate_plan
+from service.domain.catalog import Catalog, Interval, Timing
+from service.domain.errors import ValidationFailed
+from service.domain.money import Money, monthly_from_interval
+from service.domain.periods import Period
+from service.domain.proration import BilledLine, ProrationLine, TargetLine, billed_in_full, prorate
+
+
+class ChangeKind(StrEnum):
+    upgrade = "upgrade"
+    downgrade = "downgrade"
+
+
+class ChangeNotAllowed(ValidationFailed):
+    code = "change_not_allowed"
+    title = "Change not allowed"
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What a change costs now and from the next invoice on; `lines` are its proration lines."""
+
+    current: Plan
+    target: Plan
+    kind: ChangeKind
+    timing: Timing
+    proration_date: datetime
+    lines: tuple[ProrationLine, ...]
+    amount_due: Money
+    new_recurring: Money
+    new_mrr: Money
+    period: Period  # the billing period after the change applies
+    effective_at: datetime
+    catalog_version: str
+    new_billed: tuple[BilledLine, ...]
+
+    @property
+    def next_invoice_at(self) -> datetime:
+        return self.period.end if self.timing is Timing.immediate else self.effective_at
+
+
+def target_lines(catalog: Catalog, plan: Plan) -> list[TargetLine]:
+    return [
+        TargetLine(line.key, line.description, line.unit_amount, line.quantity)
+        for line in plan_lines(catalog, plan)
+    ]
+
+
+def current_billed(catalog: Catalog, plan: Plan, period: Period) -> tuple[BilledLine, ...]:
+    """The lines of a plan invoiced in full at its period start (no change yet this period)."""
+    return billed_in_full(target_lines(catalog, plan), period)
+
+
+def plan_mrr(catalog: Catalog, plan: Plan) -> Money:
+    amount = recurring_amount(catalog, plan)
+    return Money(monthly_from_interval(amount.minor, plan.interval.months), amount.currency)
+
+
+def classify_change(catalog: Catalog, current: Plan, target: Plan) -> tuple[ChangeKind, Timing]:
+    """Whether the change is allowed, whether it is an upgrade, and when it takes effect.
+
+    Tier changes must be on the catalog's allow-list (deny by default) and sales-assisted paths
+    are never self-serve. Within a tier, a change that raises MRR, or moves from monthly to
+    yearly billing, is an upgrade applied at once; anything else waits for the end of the term.
+    """
+    validate_plan(catalog, target, prefix="target.")
+    if target == current:
+        raise ChangeNotAllowed("the target is the current plan", field="target", code="no_change")
+    if target.tier != current.tier:
+        path = catalog.upgrade_path(current.tier, target.tier)
+        if path is None:
+            raise ChangeNotAllowed(
+                f"changing from '{current.tier}' to '{target.tier}' is not an allowed path",
+                field="target.tier",
+                code="change_not_allowed",
+            )
+        if path.timing is Timing.sales_assisted or not catalog.tiers[target.tier].self_serve:
+            raise ChangeNotAllowed(
+                f"'{target.tier}' is sold by our team: contact sales to move to it",
+                field="target.tier",
+                code="sales_assisted_target",
+            )
+        upward = catalog.tiers[target.tier].rank > catalog.tiers[current.tier].rank
+        return (ChangeKind.upgrade if upward else ChangeKind.downgrade), path.timing
+    if current.interval is Interval.month and target.interval is Interval.year:
+        return ChangeKind.upgrade, Timing.immediate
+    if current.interval is Interval.year and target.interval is Interval.month:
+        return ChangeKind.downgrade, Timing.end_of_term
+    if plan_mrr(catalog, target) >= plan_mrr(catalog, current):
+        return ChangeKind.upgrade, Timing.immediate
+    return ChangeKind.downgrade, Timing.end_of_term
+
+
+def quote_change(
+    catalog: Catalog,
+    current: Plan,
+    period: Period,
+    billed: Sequence[BilledLine],
+    target: Plan,
+    proration_date: datetime,
+) -> Quote:
+    """Price the change from `current` (billed as `billed` in `period`) to `target`."""
+    kind, timing = classify_change(catalog, current, target)
+    new_recurring = recurring_amount(catalog, target)
+    new_mrr = plan_mrr(catalog, target)
+    if timing is not Timing.immediate:
+        # Scheduled for the end of the term: nothing is due now and nothing is prorated.
+        return Quote(
+            current=current,
+            target=target,
+            kind=kind,
+            timing=timing,
+            proration_date=proration_date,
+            lines=(),
+            amount_due=Money.zero(catalog.currency),
+            new_recurring=new_recurring,
+            new_mrr=new_mrr,
+            period=period,
+            effective_at=period.end,
+            catalog_version=catalog.version,
+            new_billed=tuple(billed),
+        )
+    result = prorate(
+        billed,
+        period,
+        target_lines(catalog, target),
+        proration_date,
+        interval_months=current.interval.months,
+        new_interval_months=target.interval.months,
+    )
+    return Quote(
+        current=current,
+        target=target,
+        kind=kind,
+        timing=timing,
+        proration_date=proration_date,
+        lines=result.lines,
+        amount_due=result.amount_due,
+        new_recurring=result.new_recurring,
+        new_mrr=new_mrr,
+        period=result.period,
+        effective_at=proration_date,
+        catalog_version=catalog.version,
+        new_billed=result.new_billed,
+    )

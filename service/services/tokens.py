@@ -1,0 +1,83 @@
+"""Compact HMAC-signed tokens: offer tokens bind a quote, session tokens bind one account."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from service.domain.errors import DomainError
+
+SESSION_PREFIX = "ust_"
+OFFER_PREFIX = "uot_"
+
+
+class InvalidToken(DomainError):
+    code = "invalid_token"
+    title = "Invalid token"
+    status = 401
+
+
+class ExpiredToken(InvalidToken):
+    code = "token_expired"
+    title = "Token expired"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenSigner:
+    """Signs and verifies `prefix + payload.signature`; the purpose is part of what is signed."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = hashlib.sha256(b"upshift-tokens:" + secret.encode()).digest()
+
+    def _mac(self, prefix: str, body: str) -> str:
+        return _b64(hmac.new(self._key, f"{prefix}{body}".encode(), hashlib.sha256).digest())
+
+    def sign(self, prefix: str, claims: dict[str, Any]) -> str:
+        body = _b64(json.dumps(claims, sort_keys=True, separators=(",", ":")).encode())
+        return f"{prefix}{body}.{self._mac(prefix, body)}"
+
+    def verify(self, prefix: str, token: str, now: datetime) -> dict[str, Any]:
+        """The claims of a genuine, unexpired token of this kind; InvalidToken otherwise."""
+        if not token.startswith(prefix) or token.count(".") != 1:
+            raise InvalidToken("malformed token")
+        body, signature = token[len(prefix) :].split(".")
+        if not hmac.compare_digest(signature, self._mac(prefix, body)):
+            raise InvalidToken("token signature does not match")
+        try:
+            claims = json.loads(_unb64(body))
+        except ValueError:
+            raise InvalidToken("malformed token") from None
+        if not isinstance(claims, dict) or not isinstance(claims.get("exp"), int):
+            raise InvalidToken("malformed token")
+        if claims["exp"] <= int(now.timestamp()):
+            raise ExpiredToken("token has expired")
+        return claims
+
+
+def unix(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def from_unix(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def issue_session_token(
+    signer: TokenSigner, account_id: str, now: datetime, ttl_seconds: int
+) -> tuple[str, datetime]:
+    """A short-lived token for a browser: it may read and upgrade this one account only."""
+    expires_at = from_unix(unix(now) + ttl_seconds)
+    claims = {"acc": account_id, "exp": unix(expires_at), "jti": secrets.token_hex(8)}
+    return signer.sign(SESSION_PREFIX, claims), expires_at
