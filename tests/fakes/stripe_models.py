@@ -1,0 +1,372 @@
+"""Data model of the fake Stripe server: entities, errors, fault registry.
+
+Entities are plain dataclasses holding the *internal* truth (including what
+Stripe keeps hidden, e.g. what each subscription item has actually been billed
+for); :mod:`tests.fakes.stripe_state` renders them in the public API shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Customer",
+    "Event",
+    "Fault",
+    "Faults",
+    "IdGenerator",
+    "Invoice",
+    "Line",
+    "PendingUpdate",
+    "Phase",
+    "PhaseItem",
+    "Price",
+    "Product",
+    "Schedule",
+    "StripeError",
+    "SubItem",
+    "Subscription",
+]
+
+Json = dict[str, Any]
+
+
+class StripeError(Exception):
+    """An API error rendered as Stripe's ``{"error": {...}}`` body with an HTTP status."""
+
+    def __init__(self, status: int, error: Json, keep_state: bool = False) -> None:
+        super().__init__(error.get("message", ""))
+        self.status = status
+        self.error = error
+        self.keep_state = keep_state  # False: the request is rolled back (Stripe is atomic)
+
+    def body(self) -> Json:
+        return {"error": dict(self.error)}
+
+    @classmethod
+    def invalid(
+        cls, message: str, param: str | None = None, code: str | None = None
+    ) -> StripeError:
+        error: Json = {"type": "invalid_request_error", "message": message}
+        if param is not None:
+            error["param"] = param
+        if code is not None:
+            error["code"] = code
+        return cls(400, error)
+
+    @classmethod
+    def missing(cls, kind: str, object_id: str, param: str = "id") -> StripeError:
+        """Unknown id: 404 for the path's resource, 400 for an id inside the parameters."""
+        status = 404 if param == "id" else 400
+        return cls(
+            status,
+            {
+                "type": "invalid_request_error",
+                "code": "resource_missing",
+                "param": param,
+                "message": f"No such {kind}: '{object_id}'",
+                "doc_url": "https://stripe.com/docs/error-codes/resource-missing",
+            },
+        )
+
+    @classmethod
+    def unsupported(cls, param: str) -> StripeError:
+        """A parameter real Stripe accepts but this fake does not model (never silently ignored)."""
+        return cls.invalid(
+            f"The fake Stripe server does not support the parameter `{param}` "
+            "(it is valid for Stripe; extend tests/fakes if the app needs it).",
+            param=param,
+            code="fake_unsupported_parameter",
+        )
+
+    @classmethod
+    def card_declined(cls, keep_state: bool = False) -> StripeError:
+        return cls(
+            402,
+            {
+                "type": "card_error",
+                "code": "card_declined",
+                "decline_code": "generic_decline",
+                "message": "Your card was declined.",
+                "doc_url": "https://stripe.com/docs/error-codes/card-declined",
+            },
+            keep_state,
+        )
+
+
+class IdGenerator:
+    """Deterministic Stripe-looking ids (``sub_1Fk...``); restarts on :meth:`reset`."""
+
+    def __init__(self) -> None:
+        self._counter = 0
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counter = 0
+
+    def new(self, prefix: str) -> str:
+        with self._lock:
+            self._counter += 1
+            n = self._counter
+        digest = hashlib.sha256(f"{prefix}:{n}".encode()).digest()
+        alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+        tail = "".join(alphabet[b % 62] for b in digest[:14])
+        return f"{prefix}_1{tail}"
+
+
+@dataclass
+class Customer:
+    id: str
+    created: int
+    email: str | None = None
+    name: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    balance: int = 0
+    default_payment_method: str | None = None
+
+
+@dataclass
+class Product:
+    id: str
+    created: int
+    updated: int
+    name: str
+    active: bool = True
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    default_price: str | None = None
+
+
+@dataclass
+class Price:
+    id: str
+    created: int
+    product: str
+    currency: str
+    unit_amount: int
+    interval: str | None  # None for one_time prices
+    interval_count: int = 1
+    active: bool = True
+    lookup_key: str | None = None
+    nickname: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    tax_behavior: str = "unspecified"
+
+
+@dataclass
+class Line:
+    """An invoice line; while ``invoice`` is None it is a pending invoice item."""
+
+    id: str
+    amount: int
+    currency: str
+    description: str
+    period_start: int
+    period_end: int
+    price: str
+    product: str
+    quantity: int
+    proration: bool
+    subscription: str | None
+    subscription_item: str | None
+    invoice_item: str | None = None
+    invoice: str | None = None
+
+
+@dataclass
+class Invoice:
+    id: str
+    created: int
+    customer: str
+    currency: str
+    subscription: str | None
+    billing_reason: str
+    lines: list[Line]
+    period_start: int
+    period_end: int
+    starting_balance: int
+    ending_balance: int | None
+    amount_due: int
+    status: str = "draft"  # draft | open | paid | void
+    amount_paid: int = 0
+    attempt_count: int = 0
+    attempted: bool = False
+    number: str | None = None
+    finalized_at: int | None = None
+    paid_at: int | None = None
+    voided_at: int | None = None
+    proration_date: int | None = None
+    subscription_metadata: dict[str, str] | None = None
+    preview: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+
+@dataclass
+class SubItem:
+    id: str
+    created: int
+    price: str
+    quantity: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    # What the customer has actually been billed for this item in the current period:
+    # `billed_amount` covers [billed_from, period_end).
+    billed_amount: int = 0
+    billed_from: int = 0
+    billed_price: str = ""
+    billed_quantity: int = 0
+
+
+@dataclass
+class PendingUpdate:
+    expires_at: int
+    invoice: str
+    items: list[SubItem]  # the complete item list to apply
+    changed_items: list[str]  # ids of items that differ from the current ones
+    period: tuple[int, int, int, int] | None  # (anchor, k, start, end) when the interval changes
+    interval: tuple[str, int]
+    swept_pending: list[Line]  # earlier pending invoice items pulled into the invoice
+
+
+@dataclass
+class Subscription:
+    id: str
+    created: int
+    customer: str
+    currency: str
+    items: list[SubItem]
+    interval: str
+    interval_count: int
+    anchor: int
+    period_k: int  # period_end == boundary(anchor, interval, interval_count, period_k)
+    period_start: int
+    period_end: int
+    basis_start: int  # start of the full-length period the current one prorates against
+    status: str = "active"
+    metadata: dict[str, str] = field(default_factory=dict)
+    cancel_at_period_end: bool = False
+    canceled_at: int | None = None
+    ended_at: int | None = None
+    latest_invoice: str | None = None
+    schedule: str | None = None
+    default_payment_method: str | None = None
+    description: str | None = None
+    cancellation_details: Json = field(
+        default_factory=lambda: {"comment": None, "feedback": None, "reason": None}
+    )
+    pending_update: PendingUpdate | None = None
+    pending_items: list[Line] = field(default_factory=list)
+
+
+@dataclass
+class PhaseItem:
+    price: str
+    quantity: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Phase:
+    start_date: int
+    end_date: int
+    items: list[PhaseItem]
+    currency: str
+    proration_behavior: str = "create_prorations"
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Schedule:
+    id: str
+    created: int
+    customer: str
+    subscription: str | None
+    phases: list[Phase]
+    current: int = 0
+    end_behavior: str = "release"
+    status: str = "active"
+    metadata: dict[str, str] = field(default_factory=dict)
+    released_at: int | None = None
+    released_subscription: str | None = None
+    canceled_at: int | None = None
+    completed_at: int | None = None
+
+
+@dataclass
+class Event:
+    id: str
+    type: str
+    created: int
+    data: Json
+    request_id: str | None
+    idempotency_key: str | None
+
+    def render(self, api_version: str) -> Json:
+        return {
+            "id": self.id,
+            "object": "event",
+            "api_version": api_version,
+            "created": self.created,
+            "data": self.data,
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": self.request_id, "idempotency_key": self.idempotency_key},
+            "type": self.type,
+        }
+
+
+@dataclass
+class Fault:
+    target: str
+    mode: str
+    remaining: int = 1
+    hang_seconds: float = 0.0
+
+
+class Faults:
+    """Armed faults, consumed by the first matching request (or payment attempt)."""
+
+    REQUEST_MODES = frozenset({"timeout_after_apply", "5xx_before_apply", "503_before_apply"})
+    PAYMENT_MODES = frozenset({"card_declined"})
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def add(self, fault: Fault) -> None:
+        if fault.mode not in self.REQUEST_MODES | self.PAYMENT_MODES:
+            raise ValueError(f"unknown fault mode {fault.mode!r}")
+        if fault.remaining < 1:
+            raise ValueError("times must be >= 1")
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def pending(self) -> list[Fault]:
+        with self._lock:
+            return [Fault(f.target, f.mode, f.remaining, f.hang_seconds) for f in self._faults]
+
+    def take(self, modes: frozenset[str], haystacks: list[str]) -> Fault | None:
+        """Consume one use of the first armed fault whose mode and target match."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.mode not in modes:
+                    continue
+                if fault.target == "*" or any(
+                    fault.target == h or fault.target in h for h in haystacks if h
+                ):
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None

@@ -1,0 +1,506 @@
+"""Rendering of the fake Stripe server's objects in the current API shape.
+
+Shapes follow the stripe SDK 16.x resource classes (``stripe/_subscription.py``,
+``_subscription_item.py``, ``_invoice.py``, ``_invoice_line_item.py``, ``_price.py``
+...) for API version ``2026-10-28.endive``: billing periods live on subscription
+*items*, invoice lines carry ``parent.subscription_item_details`` and
+``pricing.price_details``, ``billing_mode`` is ``flexible``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from tests.fakes.stripe_models import (
+    Customer,
+    Invoice,
+    Line,
+    Price,
+    Product,
+    Schedule,
+    SubItem,
+    Subscription,
+)
+
+__all__ = ["Renderer"]
+
+Json = dict[str, Any]
+
+_FLEXIBLE = {
+    "flexible": {"proration_discounts": "included"},
+    "type": "flexible",
+    "updated_at": None,
+}
+
+
+def _decimal_str(value: Decimal) -> str:
+    text = format(value.quantize(Decimal("0.000000000001")), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+class Renderer:
+    """Mixin of :class:`~tests.fakes.stripe_state.FakeStripeState`: objects -> API JSON."""
+
+    customers: dict[str, Customer]
+    products: dict[str, Product]
+    prices: dict[str, Price]
+    subscriptions: dict[str, Subscription]
+    invoices: dict[str, Invoice]
+    schedules: dict[str, Schedule]
+
+    def render_customer(self, c: Customer) -> Json:
+        return {
+            "id": c.id,
+            "object": "customer",
+            "address": None,
+            "balance": c.balance,
+            "created": c.created,
+            "currency": None,
+            "default_source": None,
+            "delinquent": False,
+            "description": c.description,
+            "discount": None,
+            "email": c.email,
+            "invoice_prefix": c.id[-8:].upper(),
+            "invoice_settings": {
+                "custom_fields": None,
+                "default_payment_method": c.default_payment_method,
+                "footer": None,
+                "rendering_options": None,
+            },
+            "livemode": False,
+            "metadata": dict(c.metadata),
+            "name": c.name,
+            "next_invoice_sequence": 1,
+            "phone": None,
+            "preferred_locales": [],
+            "shipping": None,
+            "tax_exempt": "none",
+            "test_clock": None,
+        }
+
+    def render_product(self, p: Product) -> Json:
+        return {
+            "id": p.id,
+            "object": "product",
+            "active": p.active,
+            "created": p.created,
+            "default_price": p.default_price,
+            "description": p.description,
+            "images": [],
+            "livemode": False,
+            "marketing_features": [],
+            "metadata": dict(p.metadata),
+            "name": p.name,
+            "package_dimensions": None,
+            "shippable": None,
+            "statement_descriptor": None,
+            "tax_code": None,
+            "type": "service",
+            "unit_label": None,
+            "updated": p.updated,
+            "url": None,
+        }
+
+    def render_price(self, p: Price) -> Json:
+        recurring = None
+        if p.interval is not None:
+            recurring = {
+                "interval": p.interval,
+                "interval_count": p.interval_count,
+                "meter": None,
+                "trial_period_days": None,
+                "usage_type": "licensed",
+            }
+        return {
+            "id": p.id,
+            "object": "price",
+            "active": p.active,
+            "billing_scheme": "per_unit",
+            "created": p.created,
+            "currency": p.currency,
+            "custom_unit_amount": None,
+            "livemode": False,
+            "lookup_key": p.lookup_key,
+            "metadata": dict(p.metadata),
+            "nickname": p.nickname,
+            "product": p.product,
+            "recurring": recurring,
+            "tax_behavior": p.tax_behavior,
+            "tiers_mode": None,
+            "transform_quantity": None,
+            "type": "recurring" if recurring else "one_time",
+            "unit_amount": p.unit_amount,
+            "unit_amount_decimal": str(p.unit_amount),
+        }
+
+    def render_plan(self, p: Price) -> Json:
+        return {
+            "id": p.id,
+            "object": "plan",
+            "active": p.active,
+            "amount": p.unit_amount,
+            "amount_decimal": str(p.unit_amount),
+            "billing_scheme": "per_unit",
+            "created": p.created,
+            "currency": p.currency,
+            "interval": p.interval,
+            "interval_count": p.interval_count,
+            "livemode": False,
+            "metadata": dict(p.metadata),
+            "meter": None,
+            "nickname": p.nickname,
+            "product": p.product,
+            "tiers_mode": None,
+            "transform_usage": None,
+            "trial_period_days": None,
+            "usage_type": "licensed",
+        }
+
+    def render_item(self, sub: Subscription, item: SubItem) -> Json:
+        price = self.prices[item.price]
+        return {
+            "id": item.id,
+            "object": "subscription_item",
+            "billing_thresholds": None,
+            "created": item.created,
+            "current_period_end": sub.period_end,
+            "current_period_start": sub.period_start,
+            "discounts": [],
+            "metadata": dict(item.metadata),
+            "plan": self.render_plan(price),
+            "price": self.render_price(price),
+            "quantity": item.quantity,
+            "subscription": sub.id,
+            "tax_rates": [],
+        }
+
+    def render_subscription(self, s: Subscription) -> Json:
+        pending = None
+        if s.pending_update is not None:
+            pu = s.pending_update
+            pending = {
+                "billing_cycle_anchor": pu.period[0] if pu.period else None,
+                "cancel_at_period_end": None,
+                "discount": None,
+                "discounts": None,
+                "expires_at": pu.expires_at,
+                "metadata": None,
+                "subscription_items": [
+                    self.render_item(s, it) for it in pu.items if it.id in pu.changed_items
+                ],
+                "trial_end": None,
+                "trial_from_plan": None,
+            }
+        return {
+            "id": s.id,
+            "object": "subscription",
+            "application": None,
+            "application_fee_percent": None,
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+            "billing_cycle_anchor": s.anchor,
+            "billing_cycle_anchor_config": None,
+            "billing_mode": dict(_FLEXIBLE),
+            "billing_thresholds": None,
+            "cancel_at": s.period_end if s.cancel_at_period_end else None,
+            "cancel_at_period_end": s.cancel_at_period_end,
+            "canceled_at": s.canceled_at,
+            "cancellation_details": dict(s.cancellation_details),
+            "collection_method": "charge_automatically",
+            "created": s.created,
+            "currency": s.currency,
+            "customer": s.customer,
+            "customer_account": None,
+            "days_until_due": None,
+            "default_payment_method": s.default_payment_method,
+            "default_source": None,
+            "default_tax_rates": [],
+            "description": s.description,
+            "discounts": [],
+            "ended_at": s.ended_at,
+            "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+            "items": {
+                "object": "list",
+                "data": [self.render_item(s, it) for it in s.items],
+                "has_more": False,
+                "total_count": len(s.items),
+                "url": f"/v1/subscription_items?subscription={s.id}",
+            },
+            "latest_invoice": s.latest_invoice,
+            "livemode": False,
+            "metadata": dict(s.metadata),
+            "next_pending_invoice_item_invoice": None,
+            "on_behalf_of": None,
+            "pause_collection": None,
+            "payment_settings": {
+                "payment_method_options": None,
+                "payment_method_types": None,
+                "save_default_payment_method": "off",
+            },
+            "pending_invoice_item_interval": None,
+            "pending_setup_intent": None,
+            "pending_update": pending,
+            "schedule": s.schedule,
+            "start_date": s.created,
+            "status": s.status,
+            "test_clock": None,
+            "transfer_data": None,
+            "trial_end": None,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+            "trial_start": None,
+        }
+
+    def render_line(self, line: Line) -> Json:
+        if line.proration and line.quantity:
+            unit = _decimal_str(Decimal(line.amount) / line.quantity)
+        else:
+            unit = str(self.prices[line.price].unit_amount) if line.price in self.prices else "0"
+        return {
+            "id": line.id,
+            "object": "line_item",
+            "amount": line.amount,
+            "currency": line.currency,
+            "description": line.description,
+            "discount_amounts": [],
+            "discountable": not line.proration,
+            "discounts": [],
+            "invoice": line.invoice,
+            "livemode": False,
+            "metadata": {},
+            "parent": {
+                "invoice_item_details": None,
+                "subscription_item_details": {
+                    "invoice_item": line.invoice_item,
+                    "proration": line.proration,
+                    "proration_details": {"credited_items": None},
+                    "subscription": line.subscription,
+                    "subscription_item": line.subscription_item,
+                },
+                "type": "subscription_item_details",
+            },
+            "period": {"end": line.period_end, "start": line.period_start},
+            "pretax_credit_amounts": [],
+            "pricing": {
+                "price_details": {"price": line.price, "product": line.product},
+                "type": "price_details",
+                "unit_amount_decimal": unit,
+            },
+            "quantity": line.quantity,
+            "quantity_decimal": str(line.quantity),
+            "subscription": line.subscription,
+            "subtotal": line.amount,
+            "taxes": [],
+        }
+
+    def render_invoice(self, inv: Invoice) -> Json:
+        customer = self.customers.get(inv.customer)
+        parent = None
+        if inv.subscription is not None:
+            parent = {
+                "quote_details": None,
+                "subscription_details": {
+                    "metadata": dict(inv.subscription_metadata or {}),
+                    "subscription": inv.subscription,
+                    "subscription_proration_date": inv.proration_date,
+                },
+                "type": "subscription_details",
+            }
+        total = inv.total
+        remaining = 0 if inv.status in ("paid", "void") else inv.amount_due - inv.amount_paid
+        return {
+            "id": inv.id,
+            "object": "invoice",
+            "account_country": "US",
+            "account_name": "Upshift fake Stripe account",
+            "account_tax_ids": None,
+            "amount_due": inv.amount_due,
+            "amount_overpaid": 0,
+            "amount_paid": inv.amount_paid,
+            "amount_paid_off_stripe": 0,
+            "amount_remaining": remaining,
+            "amount_shipping": 0,
+            "application": None,
+            "attempt_count": inv.attempt_count,
+            "attempted": inv.attempted,
+            "auto_advance": inv.status in ("draft", "open"),
+            "automatic_tax": {
+                "disabled_reason": None,
+                "enabled": False,
+                "liability": None,
+                "provider": None,
+                "status": None,
+            },
+            "automatically_finalizes_at": None,
+            "billing_reason": inv.billing_reason,
+            "collection_method": "charge_automatically",
+            "confirmation_secret": None,
+            "created": inv.created,
+            "currency": inv.currency,
+            "custom_fields": None,
+            "customer": inv.customer,
+            "customer_account": None,
+            "customer_address": None,
+            "customer_email": customer.email if customer else None,
+            "customer_name": customer.name if customer else None,
+            "customer_phone": None,
+            "customer_shipping": None,
+            "customer_tax_exempt": "none",
+            "customer_tax_ids": [],
+            "default_payment_method": None,
+            "default_source": None,
+            "default_tax_rates": [],
+            "description": None,
+            "discounts": [],
+            "due_date": None,
+            "effective_at": inv.finalized_at,
+            "ending_balance": inv.ending_balance,
+            "footer": None,
+            "from_invoice": None,
+            "hosted_invoice_url": None,
+            "invoice_pdf": None,
+            "issuer": {"type": "self"},
+            "last_finalization_error": None,
+            "latest_revision": None,
+            "lines": {
+                "object": "list",
+                "data": [self.render_line(line) for line in inv.lines],
+                "has_more": False,
+                "total_count": len(inv.lines),
+                "url": f"/v1/invoices/{inv.id}/lines",
+            },
+            "livemode": False,
+            "metadata": {},
+            "next_payment_attempt": None,
+            "number": inv.number,
+            "on_behalf_of": None,
+            "parent": parent,
+            "payment_settings": {
+                "default_mandate": None,
+                "payment_method_options": None,
+                "payment_method_types": None,
+            },
+            "period_end": inv.period_end,
+            "period_start": inv.period_start,
+            "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0,
+            "receipt_number": None,
+            "rendering": None,
+            "shipping_cost": None,
+            "shipping_details": None,
+            "starting_balance": inv.starting_balance,
+            "statement_descriptor": None,
+            "status": inv.status,
+            "status_transitions": {
+                "finalized_at": inv.finalized_at,
+                "marked_uncollectible_at": None,
+                "paid_at": inv.paid_at,
+                "voided_at": inv.voided_at,
+            },
+            "subtotal": total,
+            "subtotal_excluding_tax": total,
+            "test_clock": None,
+            "threshold_reason": None,
+            "total": total,
+            "total_discount_amounts": [],
+            "total_excluding_tax": total,
+            "total_pretax_credit_amounts": [],
+            "total_taxes": [],
+            "webhooks_delivered_at": inv.finalized_at,
+        }
+
+    def render_schedule(self, sc: Schedule) -> Json:
+        current = None
+        if sc.status == "active":
+            phase = sc.phases[sc.current]
+            current = {"end_date": phase.end_date, "start_date": phase.start_date}
+        phases = [
+            {
+                "add_invoice_items": [],
+                "application_fee_percent": None,
+                "automatic_tax": None,
+                "billing_cycle_anchor": None,
+                "billing_thresholds": None,
+                "collection_method": None,
+                "currency": ph.currency,
+                "default_payment_method": None,
+                "default_tax_rates": [],
+                "description": None,
+                "discounts": [],
+                "end_date": ph.end_date,
+                "invoice_settings": None,
+                "items": [
+                    {
+                        "billing_thresholds": None,
+                        "discounts": [],
+                        "metadata": dict(it.metadata),
+                        "plan": it.price,
+                        "price": it.price,
+                        "quantity": it.quantity,
+                        "tax_rates": [],
+                    }
+                    for it in ph.items
+                ],
+                "metadata": dict(ph.metadata),
+                "on_behalf_of": None,
+                "proration_behavior": ph.proration_behavior,
+                "start_date": ph.start_date,
+                "transfer_data": None,
+                "trial_end": None,
+            }
+            for ph in sc.phases
+        ]
+        return {
+            "id": sc.id,
+            "object": "subscription_schedule",
+            "application": None,
+            "billing_mode": dict(_FLEXIBLE),
+            "canceled_at": sc.canceled_at,
+            "completed_at": sc.completed_at,
+            "created": sc.created,
+            "current_phase": current,
+            "customer": sc.customer,
+            "customer_account": None,
+            "default_settings": {
+                "application_fee_percent": None,
+                "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+                "billing_cycle_anchor": "automatic",
+                "billing_thresholds": None,
+                "collection_method": "charge_automatically",
+                "default_payment_method": None,
+                "description": None,
+                "invoice_settings": {
+                    "account_tax_ids": None,
+                    "days_until_due": None,
+                    "issuer": {"type": "self"},
+                },
+                "on_behalf_of": None,
+                "transfer_data": None,
+            },
+            "end_behavior": sc.end_behavior,
+            "livemode": False,
+            "metadata": dict(sc.metadata),
+            "pause_schedules": [],
+            "phases": phases,
+            "released_at": sc.released_at,
+            "released_subscription": sc.released_subscription,
+            "status": sc.status,
+            "subscription": sc.subscription,
+            "test_clock": None,
+        }
+
+    def render_id(self, object_id: str) -> Json | None:
+        """Render any stored object by id (used for ``expand[]``)."""
+        if object_id in self.customers:
+            return self.render_customer(self.customers[object_id])
+        if object_id in self.products:
+            return self.render_product(self.products[object_id])
+        if object_id in self.prices:
+            return self.render_price(self.prices[object_id])
+        if object_id in self.subscriptions:
+            return self.render_subscription(self.subscriptions[object_id])
+        if object_id in self.invoices:
+            return self.render_invoice(self.invoices[object_id])
+        if object_id in self.schedules:
+            return self.render_schedule(self.schedules[object_id])
+        return None
