@@ -1,10 +1,88 @@
-"""`upshift signals …`: expansion signals (filled in by the usage issue)."""
+"""`upshift signals …`: deliver the signal outbox and re-evaluate every account's thresholds."""
 
 from __future__ import annotations
 
+import sys
+
 import click
+
+from service.settings import Settings
 
 
 @click.group()
 def signals() -> None:
     """Expansion signals."""
+
+
+@signals.command("sweep")
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
+def sweep(batch_size: int) -> None:
+    """Re-evaluate every account's thresholds (after a catalog change, say); idempotent."""
+    from service.adapters.catalog_loader import load_catalog
+    from service.adapters.db import make_engine, make_session_factory
+    from service.domain.catalog import CatalogError
+    from service.ports import SystemClock
+    from service.services.signals import SweepPage, account_count
+    from service.services.signals import sweep as run_sweep
+
+    settings = Settings()
+    try:
+        catalog = load_catalog(settings.catalog_path)
+    except CatalogError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    try:
+        total = account_count(factory)
+        with click.progressbar(length=total, label="accounts", file=sys.stderr) as bar:
+
+            def advance(page: SweepPage) -> None:
+                bar.update(page.accounts)
+
+            report = run_sweep(
+                factory, catalog, SystemClock().now(), batch_size=batch_size, on_page=advance
+            )
+    finally:
+        engine.dispose()
+    click.echo(f"swept {report.accounts} accounts; {report.crossings} new crossings recorded")
+
+
+@signals.command("deliver")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit")
+def deliver(once: bool) -> None:
+    """Deliver the signal outbox to UPSHIFT_SIGNAL_WEBHOOK_URLS (signed, retried, logged)."""
+    import time
+
+    import httpx
+
+    from service.adapters.db import make_engine, make_session_factory
+    from service.ports import SystemClock
+    from service.services.outbox import DeliveryConfig, deliver_due
+
+    settings = Settings()
+    try:
+        config = DeliveryConfig.from_settings(settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if config is None:
+        raise click.UsageError("set UPSHIFT_SIGNAL_WEBHOOK_URLS (a JSON list of URLs)")
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    clock = SystemClock()
+    try:
+        with httpx.Client() as client:
+            while True:
+                report = deliver_due(factory, config, clock, client)
+                if report.attempted or once:
+                    click.echo(
+                        f"fanned out {report.fanned_out}, attempted {report.attempted}, "
+                        f"delivered {report.delivered}, failed {report.failed}"
+                    )
+                if once:
+                    break
+                time.sleep(config.poll_s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.dispose()

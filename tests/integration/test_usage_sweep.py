@@ -1,0 +1,159 @@
+"""`upshift signals sweep`: every account re-evaluated in pages, after a catalog change, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from service.adapters.catalog_loader import load_catalog
+from service.adapters.db import make_session_factory
+from service.cli import main
+from service.domain.catalog import Catalog
+from service.services.signals import sweep
+from tests.conftest import CATALOG_PATH
+from tests.fakes.clock import FakeClock
+from tests.usage_fixtures import crossing_keys, event, ingest, put_account, row_counts
+
+
+def stricter_catalog(tmp_path: Path) -> Path:
+    """The bundled catalog with Starter's API calls cut to 5,000 and its seats threshold at 60 %."""
+    document = yaml.safe_load(CATALOG_PATH.read_text())
+    document["version"] = "2026-12-01.1"
+    document["tiers"]["starter"]["limits"]["api_calls"] = 5_000
+    for threshold in document["thresholds"]:
+        if threshold["key"] == "seats_high":
+            threshold["at_percent"] = 60
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture
+def seven_accounts(
+    client: TestClient, admin_headers: dict[str, str], ingest_headers: dict[str, str]
+) -> None:
+    """Seven Starter accounts at 0, 1,000 … 6,000 API calls; the last two use 2 of 3 seats."""
+    for n in range(7):
+        put_account(client, admin_headers, f"acct-{n}", tier="starter", seats=3)
+        events = [event(f"e{n}", account_id=f"acct-{n}", quantity=n * 1_000)]
+        if n >= 5:
+            events.append(
+                event(f"s{n}", account_id=f"acct-{n}", feature="seats", quantity=2, action="set")
+            )
+        ingest(client, ingest_headers, *events)
+    assert row_counts(client.app.state.engine)["signal_crossings"] == 0  # type: ignore[attr-defined]
+
+
+def test_a_catalog_change_is_swept_in_pages_once(
+    db: Engine, clock: FakeClock, seven_accounts: None, tmp_path: Path
+) -> None:
+    factory = make_session_factory(db)
+    bundled = load_catalog(CATALOG_PATH)
+    assert sweep(factory, bundled, clock.now(), batch_size=3).crossings == 0
+
+    stricter = load_catalog(stricter_catalog(tmp_path))
+    pages = []
+    report = sweep(factory, stricter, clock.now(), batch_size=3, on_page=pages.append)
+    assert [page.accounts for page in pages] == [3, 3, 1]
+    assert report.accounts == 7
+    # 4,000 of 5,000 is 80 %; 5,000 and 6,000 are at or past the limit; 2 of 3 seats is 66 %.
+    assert crossing_keys(db) == [
+        ("acct-4", "api_calls_warn", "2026-11-01"),
+        ("acct-5", "api_calls_limit", "2026-11-01"),
+        ("acct-5", "api_calls_warn", "2026-11-01"),
+        ("acct-5", "seats_high", "2026-11-10"),
+        ("acct-6", "api_calls_limit", "2026-11-01"),
+        ("acct-6", "api_calls_warn", "2026-11-01"),
+        ("acct-6", "seats_high", "2026-11-10"),
+    ]
+    assert report.crossings == 7
+    with db.connect() as connection:
+        versions = set(
+            connection.execute(text("SELECT catalog_version FROM signal_crossings")).scalars()
+        )
+    assert versions == {"2026-12-01.1"}
+    assert row_counts(db)["signal_outbox"] == 7
+
+    assert sweep(factory, stricter, clock.now(), batch_size=2).crossings == 0
+    assert row_counts(db)["signal_crossings"] == 7
+
+
+def test_the_sweep_matches_what_ingest_would_have_recorded(
+    db: Engine,
+    client: TestClient,
+    clock: FakeClock,
+    admin_headers: dict[str, str],
+    ingest_headers: dict[str, str],
+) -> None:
+    put_account(client, admin_headers, "acme", tier="growth", seats=6, addons={"api_pack": 1})
+    ingest(
+        client,
+        ingest_headers,
+        event("a", quantity=170_000),
+        event("p", feature="projects", quantity=45),
+        event("r", feature="automation_runs", quantity=4_200, timestamp="2026-11-10T12:00:00Z"),
+    )
+    recorded = crossing_keys(db)
+    with db.begin() as connection:
+        for table in ("signal_outbox", "signal_crossings"):
+            connection.execute(text(f"DELETE FROM {table}"))
+    sweep(make_session_factory(db), load_catalog(CATALOG_PATH), clock.now())
+    assert (
+        crossing_keys(db)
+        == recorded
+        == [
+            ("acme", "api_calls_warn", "2026-11-01"),
+            ("acme", "automation_runs_warn", "2026-11-10"),
+            ("acme", "projects_warn", "2026-11-10"),
+        ]
+    )
+
+
+def test_accounts_on_a_retired_tier_do_not_stop_the_sweep(
+    db: Engine, clock: FakeClock, seven_accounts: None
+) -> None:
+    bundled = load_catalog(CATALOG_PATH)
+    document = bundled.model_dump(mode="json")
+    document["tiers"]["legacy"] = document["tiers"].pop("starter")
+    document["tiers"]["legacy"]["limits"]["api_calls"] = 1
+    for tier in document["tiers"].values():
+        for path in (*tier["upgrades"], *tier["downgrades"]):
+            if path["to"] == "starter":
+                path["to"] = "legacy"
+    renamed = Catalog.parse(document)
+    report = sweep(make_session_factory(db), renamed, clock.now(), batch_size=4)
+    assert report == type(report)(accounts=7, crossings=0)
+
+
+def test_sweep_command_shows_progress_and_is_idempotent(
+    db: Engine,
+    database_url: str,
+    seven_accounts: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("UPSHIFT_DATABASE_URL", database_url)
+    monkeypatch.setenv("UPSHIFT_CATALOG_PATH", str(stricter_catalog(tmp_path)))
+    runner = CliRunner()
+    first = runner.invoke(main, ["signals", "sweep", "--batch-size", "2"])
+    assert first.exit_code == 0, first.output
+    assert "swept 7 accounts; 7 new crossings recorded" in first.stdout
+    assert "accounts" in first.stderr  # the progress bar
+    again = runner.invoke(main, ["signals", "sweep"])
+    assert "swept 7 accounts; 0 new crossings recorded" in again.stdout
+
+
+def test_sweep_command_refuses_a_bad_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "catalog.yaml"
+    bad.write_text("version: x\n")
+    monkeypatch.setenv("UPSHIFT_CATALOG_PATH", str(bad))
+    result = CliRunner().invoke(main, ["signals", "sweep"])
+    assert result.exit_code == 2
+    assert "effective_from: Field required" in result.output
