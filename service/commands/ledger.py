@@ -1,8 +1,37 @@
-"""`upshift ledger …` and `upshift report …`: the expansion ledger (filled in by its issue)."""
+"""`upshift ledger …` and `upshift report …`: verify and export the ledger, report NRR / GRR."""
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
 import click
+
+from service.settings import Settings
+
+
+def _moment(_context: click.Context, parameter: click.Parameter, value: str | None) -> Any:
+    """An ISO-8601 instant with an offset, or a plain date meaning UTC midnight."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 date or instant: {value!r}") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter("give an offset (e.g. 2026-01-01T00:00:00Z); times are UTC")
+    return moment.astimezone(UTC)
+
+
+def _engine() -> Any:
+    from service.adapters.db import make_engine
+
+    return make_engine(Settings().database_url)
 
 
 @click.group()
@@ -10,6 +39,117 @@ def ledger() -> None:
     """The expansion ledger."""
 
 
+@ledger.command("verify")
+@click.option("--batch-size", default=5_000, show_default=True, type=click.IntRange(min=1))
+def verify(batch_size: int) -> None:
+    """Recompute the hash chain; name the first row that does not match and exit 1."""
+    from service.services.ledger import verify_ledger
+
+    engine = _engine()
+    try:
+        with engine.connect() as connection:
+            result = verify_ledger(connection, batch_size=batch_size)
+    finally:
+        engine.dispose()
+    if not result.ok:
+        click.echo(
+            f"ledger entry {result.first_bad_id} does not match its hash chain "
+            f"({result.rows_checked} rows before it verified)",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"ledger ok: {result.rows_checked} rows verified, head {result.head_hash or '-'}")
+
+
+@ledger.command("export")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["csv", "jsonl", "parquet"]),
+    default="csv",
+    show_default=True,
+)
+@click.option("--from", "start", callback=_moment, help="occurred_at >= this (ISO date/instant)")
+@click.option("--to", "end", callback=_moment, help="occurred_at < this (ISO date/instant)")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
+def export(export_format: str, start: datetime | None, end: datetime | None, output: Path) -> None:
+    """Write the ledger to a file, in ledger order, with a progress bar."""
+    from service.adapters.ledger_repository import TimeWindow
+    from service.domain.errors import DomainError
+    from service.services.ledger_export import ExportFormat, count_rows, export_to_file
+
+    window = TimeWindow(start, end)
+    engine = _engine()
+    try:
+        total = count_rows(engine, window)
+        with click.progressbar(
+            length=total, label=f"exporting {total} rows", file=sys.stderr
+        ) as bar:
+            written = export_to_file(
+                engine, ExportFormat(export_format), window, output, on_rows=bar.update
+            )
+    except DomainError as exc:
+        output.unlink(missing_ok=True)
+        raise click.ClickException(exc.detail) from None
+    finally:
+        engine.dispose()
+    click.echo(f"wrote {written} rows to {output}")
+
+
 @click.group()
 def report() -> None:
     """Revenue reports."""
+
+
+def _row(item: dict[str, Any]) -> str:
+    engines = item["expansion_by_engine_minor"]
+    return (
+        f"{item['period_start']:%Y-%m-%d}  {item['currency']}  "
+        f"{item['starting_mrr_minor']:>12}  {item['new_minor']:>10}  "
+        f"{engines['seat']:>9} {engines['upsell']:>9} {engines['addon']:>9} "
+        f"{engines['strategic']:>9}  {item['contraction_minor']:>10}  {item['churn_minor']:>10}  "
+        f"{item['reactivation_minor']:>10}  {item['ending_mrr_minor']:>12}  "
+        f"{item['nrr'] or '-':>7}  {item['grr'] or '-':>7}  {item['quick_ratio'] or '-':>7}  "
+        f"{item['expansion_share'] or '-':>7}"
+    )
+
+
+@report.command("nrr")
+@click.option("--from", "start", callback=_moment, required=True, help="ISO date or instant")
+@click.option("--to", "end", callback=_moment, required=True, help="ISO date or instant")
+@click.option(
+    "--granularity", type=click.Choice(["month", "quarter"]), default="month", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the same JSON the API returns")
+def nrr(start: datetime, end: datetime, granularity: str, as_json: bool) -> None:
+    """NRR, GRR and MRR movements per period and currency (amounts in minor units)."""
+    from service.domain.errors import DomainError
+    from service.domain.ledger import Granularity
+    from service.services.reports import nrr_report, report_document
+
+    engine = _engine()
+    try:
+        document = report_document(nrr_report(engine, start, end, Granularity(granularity)))
+    except DomainError as exc:
+        raise click.BadParameter(exc.detail, param_hint=f"--{exc.field or 'from'}") from None
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(document, default=lambda value: value.isoformat(), indent=2))
+        return
+    click.echo(
+        "period      cur      starting         new      seat    upsell     addon strategic"
+        "  contraction       churn  reactivation      ending      nrr      grr    quick  x-share"
+    )
+    for item in document["periods"]:
+        click.echo(_row(item))
+    funnel = document["offer_funnel"]
+    click.echo("\noffer funnel   engine     window   impressions  accepted  conversion")
+    for row in funnel["rows"]:
+        window = "inside" if row["in_activation_window"] else "outside"
+        click.echo(
+            f"               {row['engine']:<10} {window:<8} {row['impressions']:>11}  "
+            f"{row['accepted']:>8}  {row['conversion'] or '-':>10}"
+        )
+    median = funnel["median_days_to_first_expansion"] or "-"
+    click.echo(f"median days from activation to first expansion: {median}")

@@ -1,0 +1,490 @@
+"""The ledger's SQL: append and read only, plus the streaming and aggregate reads of finance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Numeric,
+    Row,
+    Select,
+    String,
+    case,
+    cast,
+    distinct,
+    extract,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.orm import Session
+
+from service.adapters.ledger_tables import LedgerEntryRow
+from service.adapters.offer_tables import OfferImpressionRow
+
+E = LedgerEntryRow
+
+# Any constant works as long as nothing else in the database takes the same advisory lock; this
+# is the first 8 bytes of sha256("upshift.ledger.append") as a signed bigint.
+APPEND_LOCK_KEY = 0x2F5A_1C3E_9B47_6D01
+
+# The ledger columns the hash covers, in the order verify reads them, keyed by record field.
+CHAIN_COLUMNS: dict[str, Any] = {
+    "idempotency_key": E.idempotency_key,
+    "account_id": E.account_id,
+    "kind": E.kind,
+    "engine": E.engine,
+    "mrr_before": E.mrr_before_minor,
+    "mrr_after": E.mrr_after_minor,
+    "delta": E.mrr_delta_minor,
+    "currency": E.currency,
+    "source": E.source,
+    "offer_id": E.offer_id,
+    "signal_ids": E.signal_ids,
+    "motion": E.motion,
+    "days_since_activation": E.days_since_activation,
+    "occurred_at": E.occurred_at,
+    "stripe_invoice_id": E.stripe_invoice_id,
+    "stripe_subscription_id": E.stripe_subscription_id,
+    "catalog_version": E.catalog_version,
+}
+
+# The raw columns an export reads, in export order; `signal_ids` comes as its stored JSON text so
+# the Python and COPY paths print the same characters.
+EXPORT_SOURCE: dict[str, Any] = {
+    "id": E.id,
+    "occurred_at": E.occurred_at,
+    "recorded_at": E.recorded_at,
+    "account_id": E.account_id,
+    "kind": E.kind,
+    "engine": E.engine,
+    "currency": E.currency,
+    "mrr_before_minor": E.mrr_before_minor,
+    "mrr_after_minor": E.mrr_after_minor,
+    "mrr_delta_minor": E.mrr_delta_minor,
+    "source": E.source,
+    "motion": E.motion,
+    "offer_id": E.offer_id,
+    "signal_ids": cast(E.signal_ids, String),
+    "days_since_activation": E.days_since_activation,
+    "stripe_invoice_id": E.stripe_invoice_id,
+    "stripe_subscription_id": E.stripe_subscription_id,
+    "catalog_version": E.catalog_version,
+    "idempotency_key": E.idempotency_key,
+    "prev_hash": E.prev_hash,
+    "hash": E.hash,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """A half-open [start, end) filter on occurred_at; either side may be open."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        if self.start is not None:
+            found.append(E.occurred_at >= self.start)
+        if self.end is not None:
+            found.append(E.occurred_at < self.end)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPosition:
+    """Where an account stands in the ledger before the next movement is appended."""
+
+    has_entries: bool
+    balance: int  # the last mrr_after in the currency asked for, 0 if none
+    last_occurred_at: datetime | None  # of the account's last entry in any currency
+
+
+class LedgerRepository:
+    """Append and read; there is deliberately no update or delete."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def lock_for_append(self) -> None:
+        """Serialize appenders until the transaction ends, so all rows form one chain.
+
+        SQLite needs nothing: every transaction already holds the write lock (BEGIN IMMEDIATE).
+        """
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
+
+    def head_hash(self) -> str | None:
+        return self.session.scalar(select(E.hash).order_by(E.id.desc()).limit(1))
+
+    def by_idempotency_key(self, key: str) -> LedgerEntryRow | None:
+        return self.session.scalars(select(E).where(E.idempotency_key == key)).one_or_none()
+
+    def position(self, account_id: str, currency: str) -> AccountPosition:
+        last_occurred_at = self.session.scalar(
+            select(func.max(E.occurred_at)).where(E.account_id == account_id)
+        )
+        if last_occurred_at is None:
+            return AccountPosition(has_entries=False, balance=0, last_occurred_at=None)
+        balance = self.session.scalar(
+            select(E.mrr_after_minor)
+            .where(E.account_id == account_id, E.currency == currency)
+            .order_by(E.occurred_at.desc(), E.id.desc())
+            .limit(1)
+        )
+        return AccountPosition(
+            has_entries=True, balance=balance or 0, last_occurred_at=last_occurred_at
+        )
+
+    def balances(self, account_id: str) -> dict[str, int]:
+        """The account's MRR per currency as the ledger has it (sum of deltas), zeros dropped."""
+        rows = self.session.execute(
+            select(E.currency, func.sum(E.mrr_delta_minor))
+            .where(E.account_id == account_id)
+            .group_by(E.currency)
+        )
+        return {currency: int(total) for currency, total in rows if total}
+
+    def add(self, row: LedgerEntryRow) -> None:
+        self.session.add(row)
+        self.session.flush()
+
+    def page(
+        self,
+        conditions: Sequence[ColumnElement[bool]],
+        *,
+        after_id: int | None,
+        limit: int,
+    ) -> list[LedgerEntryRow]:
+        """Up to `limit` entries in ledger order after `after_id` (keyset pagination)."""
+        statement = select(E).where(*conditions)
+        if after_id is not None:
+            statement = statement.where(E.id > after_id)
+        return list(self.session.scalars(statement.order_by(E.id).limit(limit)))
+
+
+def chain_batches(
+    connection: Connection, *, after_id: int, batch_size: int
+) -> Iterator[Sequence[Row]]:
+    """Every row's id, hashed fields, prev_hash and hash in ledger order, in keyset batches."""
+    columns = [E.id, *CHAIN_COLUMNS.values(), E.prev_hash, E.hash]
+    while True:
+        rows = connection.execute(
+            select(*columns).where(E.id > after_id).order_by(E.id).limit(batch_size)
+        ).all()
+        if rows:
+            yield rows
+        if len(rows) < batch_size:
+            return
+        after_id = rows[-1].id
+
+
+def export_select(window: TimeWindow) -> Select[Any]:
+    return select(*EXPORT_SOURCE.values()).where(*window.conditions()).order_by(E.id)
+
+
+def export_batches(
+    connection: Connection, window: TimeWindow, *, batch_size: int
+) -> Iterator[Sequence[Row]]:
+    """Export rows as plain tuples in batches, over a server-side cursor where there is one."""
+    result = connection.execution_options(stream_results=True, yield_per=batch_size).execute(
+        export_select(window)
+    )
+    yield from result.partitions()
+
+
+def count_entries(connection: Connection, window: TimeWindow) -> int:
+    return connection.scalar(select(func.count()).select_from(E).where(*window.conditions())) or 0
+
+
+def _utc_text(column: Any) -> ColumnElement[str]:
+    # ISO-8601 with microseconds and Z, as the ledger hashes it (domain.ledger.canonical_bytes).
+    return func.to_char(func.timezone("UTC", column), literal('YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+
+
+def copy_csv_statement(
+    connection: Connection,
+    window: TimeWindow,
+    *,
+    columns: Sequence[str],
+    zero_decimal: frozenset[str],
+) -> tuple[str, dict[str, Any]]:
+    """PostgreSQL `COPY (SELECT …) TO STDOUT` producing `columns` with the header, as CSV.
+
+    Each export column is either a raw ledger column (EXPORT_SOURCE), formatted by PostgreSQL the
+    way the Python path formats it, or the decimal twin of a `*_minor` column (named without it).
+    """
+    expressions = []
+    for name in columns:
+        if name in ("occurred_at", "recorded_at"):
+            expression = _utc_text(EXPORT_SOURCE[name])
+        elif name in EXPORT_SOURCE:
+            expression = EXPORT_SOURCE[name]
+        else:
+            expression = _decimal_sql(EXPORT_SOURCE[f"{name}_minor"], zero_decimal)
+        expressions.append(expression.label(name))
+    statement = select(*expressions).where(*window.conditions()).order_by(E.id)
+    compiled = statement.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    return f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true)", dict(compiled.params)
+
+
+def _decimal_sql(column: Any, zero_decimal: frozenset[str]) -> ColumnElement[Any]:
+    # numeric * 0.01 has scale 2 exactly, so 0 prints as 0.00 as Decimal formatting does; left
+    # numeric (no cast to text) because PostgreSQL prints it faster itself.
+    scaled = column * literal_column("0.01")
+    return case((E.currency.in_(sorted(zero_decimal)), cast(column, Numeric)), else_=scaled)
+
+
+def copy_csv(
+    connection: Connection, statement: str, params: dict[str, Any]
+) -> Iterator[bytes | memoryview]:
+    """The raw COPY output of `statement`, one row of CSV bytes at a time (not copied again)."""
+    driver_connection = connection.connection.driver_connection
+    assert driver_connection is not None
+    with driver_connection.cursor() as cursor, cursor.copy(statement, params) as copy:
+        yield from copy
+
+
+def _month_index(connection: Connection, column: Any) -> ColumnElement[int]:
+    """Months since year 0 of a UTC timestamp; PostgreSQL converts from the session time zone."""
+    moment = func.timezone("UTC", column) if connection.dialect.name == "postgresql" else column
+    return cast(extract("year", moment), Integer) * 12 + cast(extract("month", moment), Integer) - 1
+
+
+@dataclass(slots=True)
+class PeriodAggregate:
+    """The summed movements of one (bucket, currency); bucket -1 is everything before `start`.
+
+    Amounts are magnitudes except `net`; cohort amounts count accounts paying at the bucket start.
+    """
+
+    bucket: int
+    currency: str
+    new: int = 0
+    reactivation: int = 0
+    expansion_by_engine: dict[str, int] = field(default_factory=dict)
+    contraction: int = 0
+    churn: int = 0
+    net: int = 0
+    cohort_expansion: int = 0
+    cohort_contraction: int = 0
+    cohort_churn: int = 0
+    cohort_capped_loss: int = 0
+
+    def merge(self, other: PeriodAggregate) -> None:
+        """Add another account range's sums for the same (bucket, currency)."""
+        self.new += other.new
+        self.reactivation += other.reactivation
+        for engine, amount in other.expansion_by_engine.items():
+            self.expansion_by_engine[engine] = self.expansion_by_engine.get(engine, 0) + amount
+        self.contraction += other.contraction
+        self.churn += other.churn
+        self.net += other.net
+        self.cohort_expansion += other.cohort_expansion
+        self.cohort_contraction += other.cohort_contraction
+        self.cohort_churn += other.cohort_churn
+        self.cohort_capped_loss += other.cohort_capped_loss
+
+    def add(self, kind: str, engine: str | None, total: int, cohort: int, capped: int) -> None:
+        self.net += total
+        if kind == "new":
+            self.new += total
+        elif kind == "reactivation":
+            self.reactivation += total
+        elif kind == "expansion":
+            engine = engine or "strategic"  # an expansion always has one (domain.ledger)
+            self.expansion_by_engine[engine] = self.expansion_by_engine.get(engine, 0) + total
+            self.cohort_expansion += cohort
+        elif kind == "contraction":
+            self.contraction -= total
+            self.cohort_contraction -= cohort
+            self.cohort_capped_loss += capped
+        elif kind == "churn":
+            self.churn -= total
+            self.cohort_churn -= cohort
+            self.cohort_capped_loss += capped
+
+
+def _least(left: Any, right: Any) -> ColumnElement[Any]:
+    return case((left < right, left), else_=right)
+
+
+def tune_for_reports(connection: Connection) -> None:
+    """Session settings for the report's few big aggregates (PostgreSQL; a no-op elsewhere)."""
+    if connection.dialect.name == "postgresql":
+        # JIT compiling these queries costs seconds and saves less than it costs.
+        connection.execute(text("SET LOCAL jit = off"))
+
+
+AccountRange = tuple[str | None, str | None]  # [low, high) of account ids; None is open
+
+
+def account_split_points(connection: Connection, parts: int) -> list[str]:
+    """Account ids that cut the ledger into about `parts` equal ranges, read from PostgreSQL's
+    planner statistics (free); none elsewhere, or before the table was first analyzed."""
+    if connection.dialect.name != "postgresql" or parts < 2:
+        return []
+    bounds = connection.scalar(
+        text(
+            "SELECT histogram_bounds::text::text[] FROM pg_stats WHERE schemaname = "
+            "current_schema() AND tablename = 'ledger_entries' AND attname = 'account_id'"
+        )
+    )
+    if not bounds or len(bounds) < parts:
+        return []
+    return sorted({bounds[len(bounds) * part // parts] for part in range(1, parts)})
+
+
+def _in_range(accounts: AccountRange) -> list[ColumnElement[bool]]:
+    low, high = accounts
+    found = []
+    if low is not None:
+        found.append(E.account_id >= low)
+    if high is not None:
+        found.append(E.account_id < high)
+    return found
+
+
+def period_aggregates(
+    connection: Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    months_per_bucket: int,
+    accounts: AccountRange = (None, None),
+) -> list[PeriodAggregate]:
+    """Movements summed per (bucket, currency, kind, engine), in one statement (one snapshot).
+
+    A bucket is `month_index // months_per_bucket` for movements in [start, end); bucket -1
+    holds the net of everything earlier, the opening MRR. An account is in a bucket's cohort
+    when its first movement there starts above 0: by the chain rule (mrr_before equals the
+    previous mrr_after) that is its MRR at the bucket start, so no earlier rows are read. Its
+    losses are capped at that MRR for GRR by summing, per movement, how much of the cap the
+    running loss uses up, which telescopes to min(opening, losses) per account and bucket.
+    Everything is per account first, so `accounts` ranges add up to the whole.
+    """
+    bucket = (_month_index(connection, E.occurred_at) // months_per_bucket).label("bucket")
+    loss = case((E.mrr_delta_minor < 0, -E.mrr_delta_minor), else_=0).label("loss")
+    moves = (
+        select(
+            E.account_id,
+            E.currency,
+            E.occurred_at,
+            E.id,
+            E.kind,
+            E.engine,
+            E.mrr_delta_minor.label("delta"),
+            E.mrr_before_minor.label("before"),
+            loss,
+            bucket,
+        )
+        .where(E.occurred_at >= start, E.occurred_at < end, *_in_range(accounts))
+        .subquery("moves")
+    )
+    m = moves.c
+    # Rows of one account and bucket in ledger order; the index yields them presorted by
+    # account and time, so PostgreSQL only sorts each account's few rows by bucket.
+    frame = {
+        "partition_by": (m.account_id, m.currency, m.bucket),
+        "order_by": (m.occurred_at, m.id),
+        "rows": (None, 0),
+    }
+    placed = select(
+        m.bucket,
+        m.currency,
+        m.kind,
+        m.engine,
+        m.delta,
+        m.loss,
+        func.first_value(m.before).over(**frame).label("opening"),
+        func.sum(m.loss).over(**frame).label("loss_after"),
+    ).subquery("placed")
+    p = placed.c
+    in_cohort = p.opening > 0
+    cap_used = _least(p.opening, p.loss_after) - _least(p.opening, p.loss_after - p.loss)
+    flows = select(
+        p.bucket,
+        p.currency,
+        p.kind,
+        p.engine,
+        func.sum(p.delta),
+        func.sum(p.delta).filter(in_cohort),
+        func.sum(cap_used).filter(in_cohort, p.loss > 0),
+    ).group_by(p.bucket, p.currency, p.kind, p.engine)
+    opening = (
+        select(
+            literal(-1),
+            E.currency,
+            literal("opening"),
+            cast(null(), String),
+            func.sum(E.mrr_delta_minor),
+            literal(0),
+            literal(0),
+        )
+        .where(E.occurred_at < start, *_in_range(accounts))
+        .group_by(E.currency)
+    )
+    found: dict[tuple[int, str], PeriodAggregate] = {}
+    for row in connection.execute(union_all(flows, opening)):
+        key = (int(row[0]), row[1])
+        aggregate = found.setdefault(key, PeriodAggregate(key[0], key[1]))
+        total, cohort, capped = (int(value or 0) for value in row[4:7])
+        aggregate.add(row[2], row[3], total, cohort, capped)
+    return list(found.values())
+
+
+def month_index(moment: datetime) -> int:
+    """The Python twin of the SQL month index, to place a period's start in its bucket."""
+    return moment.year * 12 + moment.month - 1
+
+
+def funnel_counts(
+    connection: Connection, start: datetime, end: datetime
+) -> list[tuple[str, bool, int, int]]:
+    """(engine, in window, impressions, accepted offers) of offers shown in [start, end).
+
+    An offer counts as accepted when a ledger entry carries its offer id; an offer shown several
+    times is accepted once, so accepted never exceeds impressions.
+    """
+    accepted = select(E.offer_id).where(E.offer_id.is_not(None)).distinct().subquery("accepted")
+    i = OfferImpressionRow
+    statement = (
+        select(
+            i.engine,
+            i.in_activation_window,
+            func.count(),
+            func.count(distinct(case((accepted.c.offer_id.is_not(None), i.offer_id)))),
+        )
+        .outerjoin(accepted, accepted.c.offer_id == i.offer_id)
+        .where(i.shown_at >= start, i.shown_at < end)
+        .group_by(i.engine, i.in_activation_window)
+    )
+    rows = connection.execute(statement)
+    return [(row[0], bool(row[1]), int(row[2]), int(row[3])) for row in rows]
+
+
+def first_expansion_days(
+    connection: Connection, start: datetime, end: datetime
+) -> list[tuple[str, int]]:
+    """(account, days since activation) of accounts whose first post-activation expansion is in
+    [start, end)."""
+    statement = (
+        select(E.account_id, func.min(E.days_since_activation))
+        .where(E.kind == "expansion", E.days_since_activation.is_not(None))
+        .group_by(E.account_id)
+        .having(func.min(E.occurred_at) >= start, func.min(E.occurred_at) < end)
+    )
+    return [(row[0], int(row[1])) for row in connection.execute(statement)]

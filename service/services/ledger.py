@@ -1,0 +1,341 @@
+"""Recording MRR movements in the expansion ledger, reading entries back, verifying the chain."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from service.adapters.ledger_repository import (
+    CHAIN_COLUMNS,
+    LedgerRepository,
+    TimeWindow,
+    chain_batches,
+)
+from service.adapters.ledger_tables import LedgerEntryRow
+from service.domain.errors import Conflict, ValidationFailed
+from service.domain.ledger import (
+    GENESIS_HASH,
+    Attribution,
+    Engine,
+    LedgerEntryDraft,
+    Motion,
+    MovementKind,
+    PlanSnapshot,
+    Source,
+    chain_hash,
+    classify,
+    engine_for_change,
+    verify_chain,
+)
+from service.domain.money import validate_currency
+
+
+class LedgerOutOfStep(Conflict):
+    """The movement does not start where the ledger says the account's MRR is."""
+
+    code = "ledger_out_of_step"
+
+
+class LedgerOutOfOrder(Conflict):
+    """The movement is dated before the account's last recorded movement."""
+
+    code = "ledger_out_of_order"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+class InvalidCursor(ValidationFailed):
+    code = "invalid_cursor"
+
+
+def default_attribution(source: Source, *, strategic: bool) -> Attribution:
+    """The motion of a movement whose caller knows no more: admin writes are people's work."""
+    if strategic:
+        return Attribution(motion=Motion.SALES_ASSISTED)
+    if source is Source.ADMIN:
+        return Attribution(motion=Motion.CS_ASSISTED)
+    return Attribution(motion=Motion.SELF_SERVE)
+
+
+def _engine(
+    kind: MovementKind,
+    before: PlanSnapshot | None,
+    after: PlanSnapshot | None,
+    *,
+    strategic: bool,
+) -> Engine | None:
+    if kind not in (MovementKind.EXPANSION, MovementKind.CONTRACTION):
+        return None
+    if before is not None and after is not None:
+        engine = engine_for_change(before, after, strategic=strategic)
+    else:
+        engine = Engine.STRATEGIC if strategic else None
+    if engine is None and kind is MovementKind.EXPANSION:
+        # MRR grew without a tier, seat or add-on change (a price or interval change, or a caller
+        # without plan snapshots): no self-serve engine produced it, and reports need an engine.
+        return Engine.STRATEGIC
+    return engine
+
+
+def record_movement(
+    session: Session,
+    *,
+    account_id: str,
+    currency: str,
+    mrr_before: int,
+    mrr_after: int,
+    before: PlanSnapshot | None,
+    after: PlanSnapshot | None,
+    source: Source,
+    idempotency_key: str,
+    occurred_at: datetime,
+    catalog_version: str,
+    attribution: Attribution | None = None,
+    strategic: bool = False,
+    stripe_invoice_id: str | None = None,
+    stripe_subscription_id: str | None = None,
+) -> LedgerEntryRow | None:
+    """Append one movement inside the caller's transaction (never commits).
+
+    Returns None when MRR did not move, and the stored row, not a new one, when the idempotency
+    key was already recorded. `mrr_before` must be the account's ledger balance in `currency`
+    (see `ledger_balances`) and `occurred_at` must not precede the account's last movement,
+    else LedgerOutOfStep / LedgerOutOfOrder (409): either would break Σ deltas == MRR or the
+    per-period roll-forward, and the ledger cannot be edited afterwards.
+    """
+    if mrr_before == mrr_after:
+        return None
+    source = Source(source)
+    currency = validate_currency(currency)
+    repository = LedgerRepository(session)
+    # Taken before the idempotency lookup too, so a concurrent retry sees the first one's row.
+    repository.lock_for_append()
+    existing = repository.by_idempotency_key(idempotency_key)
+    if existing is not None:
+        if existing.account_id != account_id or existing.currency != currency:
+            raise IdempotencyKeyReused(
+                f"idempotency key '{idempotency_key}' was used for another account or currency",
+                field="idempotency_key",
+            )
+        return existing
+    position = repository.position(account_id, currency)
+    if position.balance != mrr_before:
+        raise LedgerOutOfStep(
+            f"the ledger has account '{account_id}' at {position.balance} {currency} MRR, "
+            f"but the movement starts at {mrr_before}; record the missing movement first",
+            field="mrr_before",
+        )
+    if position.last_occurred_at is not None and occurred_at < position.last_occurred_at:
+        raise LedgerOutOfOrder(
+            f"account '{account_id}' already has a movement at "
+            f"{position.last_occurred_at.isoformat()}, after {occurred_at.isoformat()}",
+            field="occurred_at",
+        )
+    kind = classify(mrr_before, mrr_after, has_paid_before=position.has_entries)
+    assert kind is not None  # mrr_before != mrr_after was checked above
+    draft = LedgerEntryDraft(
+        idempotency_key=idempotency_key,
+        account_id=account_id,
+        kind=kind,
+        engine=_engine(kind, before, after, strategic=strategic),
+        mrr_before=mrr_before,
+        mrr_after=mrr_after,
+        currency=currency,
+        source=source,
+        attribution=attribution or default_attribution(source, strategic=strategic),
+        occurred_at=occurred_at,
+        stripe_invoice_id=stripe_invoice_id,
+        stripe_subscription_id=stripe_subscription_id,
+        catalog_version=catalog_version,
+    )
+    prev_hash = repository.head_hash() or GENESIS_HASH
+    row = LedgerEntryRow(
+        kind=draft.kind.value,
+        engine=None if draft.engine is None else draft.engine.value,
+        mrr_before_minor=draft.mrr_before,
+        mrr_after_minor=draft.mrr_after,
+        mrr_delta_minor=draft.delta,
+        currency=draft.currency,
+        account_id=draft.account_id,
+        source=draft.source.value,
+        offer_id=draft.attribution.offer_id,
+        signal_ids=list(draft.attribution.signal_ids),
+        motion=draft.attribution.motion.value,
+        days_since_activation=draft.attribution.days_since_activation,
+        stripe_invoice_id=draft.stripe_invoice_id,
+        stripe_subscription_id=draft.stripe_subscription_id,
+        catalog_version=catalog_version,
+        idempotency_key=draft.idempotency_key,
+        occurred_at=draft.occurred_at,
+        recorded_at=datetime.now(UTC),
+        prev_hash=prev_hash,
+        hash=chain_hash(prev_hash, draft),
+    )
+    repository.add(row)
+    return row
+
+
+def ledger_balances(session: Session, account_id: str) -> dict[str, int]:
+    """The account's MRR per currency as the ledger has it; currencies at 0 are left out."""
+    return LedgerRepository(session).balances(account_id)
+
+
+def record_account_state(
+    session: Session,
+    *,
+    account_id: str,
+    currency: str,
+    mrr_after: int,
+    before: PlanSnapshot | None,
+    after: PlanSnapshot | None,
+    source: Source,
+    idempotency_key: str,
+    occurred_at: datetime,
+    catalog_version: str,
+) -> list[LedgerEntryRow]:
+    """Bring the ledger to an account's new MRR: one movement, or none when MRR did not move.
+
+    MRR still booked in another currency (the account changed currency) is churned first, under
+    `{idempotency_key}:{currency}`, so the ledger's sum per account always equals its MRR.
+    """
+    LedgerRepository(session).lock_for_append()
+    balances = ledger_balances(session, account_id)
+    targets = {other: 0 for other in balances if other != currency}
+    targets[currency] = mrr_after
+    recorded: list[LedgerEntryRow] = []
+    for move_currency, target in sorted(
+        targets.items(), key=lambda item: (item[0] == currency, item[0])
+    ):
+        is_main = move_currency == currency
+        row = record_movement(
+            session,
+            account_id=account_id,
+            currency=move_currency,
+            mrr_before=balances.get(move_currency, 0),
+            mrr_after=target,
+            before=before,
+            after=after if is_main else None,
+            source=source,
+            idempotency_key=idempotency_key if is_main else f"{idempotency_key}:{move_currency}",
+            occurred_at=occurred_at,
+            catalog_version=catalog_version,
+        )
+        if row is not None:
+            recorded.append(row)
+    return recorded
+
+
+# --- reading entries back ----------------------------------------------------------------------
+
+_CURSOR_PREFIX = "le1:"
+
+
+def encode_cursor(entry_id: int) -> str:
+    raw = f"{_CURSOR_PREFIX}{entry_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The entry id a cursor points after; InvalidCursor (422) for any cursor not issued here."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    digits = raw.removeprefix(_CURSOR_PREFIX)
+    if not raw.startswith(_CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 19:
+        raise InvalidCursor("cursor is not one this API issued", field="cursor")
+    return int(digits)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilters:
+    start: datetime | None = None
+    end: datetime | None = None
+    account_id: str | None = None
+    kind: MovementKind | None = None
+    engine: Engine | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPage:
+    entries: list[LedgerEntryRow]
+    next_cursor: str | None
+
+
+def list_entries(
+    session: Session, filters: EntryFilters, *, cursor: str | None, limit: int
+) -> EntryPage:
+    """One page of entries in ledger order; `next_cursor` is None on the last page."""
+    if filters.start and filters.end and filters.end <= filters.start:
+        raise ValidationFailed("'to' must be after 'from'", field="to")
+    conditions = TimeWindow(filters.start, filters.end).conditions()
+    if filters.account_id is not None:
+        conditions.append(LedgerEntryRow.account_id == filters.account_id)
+    if filters.kind is not None:
+        conditions.append(LedgerEntryRow.kind == filters.kind.value)
+    if filters.engine is not None:
+        conditions.append(LedgerEntryRow.engine == filters.engine.value)
+    after_id = None if cursor is None else decode_cursor(cursor)
+    rows = LedgerRepository(session).page(conditions, after_id=after_id, limit=limit + 1)
+    more = len(rows) > limit
+    entries = rows[:limit]
+    return EntryPage(entries, encode_cursor(entries[-1].id) if more else None)
+
+
+# --- verifying the chain -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """The outcome of `verify_ledger`: rows read, and the first row that does not match."""
+
+    rows_checked: int
+    first_bad_id: int | None
+    head_hash: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad_id is None
+
+
+def _record(row: Any) -> Mapping[str, object]:
+    return {name: row[index + 1] for index, name in enumerate(CHAIN_COLUMNS)}
+
+
+def verify_ledger(
+    connection: Connection,
+    *,
+    batch_size: int = 5_000,
+    on_batch: Callable[[int], None] | None = None,
+) -> ChainReport:
+    """Recompute the hash chain in ledger order, batch by batch, in constant memory.
+
+    A row fails when its content no longer hashes to its stored hash, or when its stored
+    prev_hash is not the previous row's hash (a row removed or inserted before it).
+    """
+    prev = GENESIS_HASH
+    checked = 0
+    for batch in chain_batches(connection, after_id=0, batch_size=batch_size):
+        bad = verify_chain(((_record(row), row.hash) for row in batch), prev_hash=prev)
+        link = prev
+        for index, row in enumerate(batch[: len(batch) if bad is None else bad]):
+            if row.prev_hash != link:
+                bad = index
+                break
+            link = row.hash
+        if bad is not None:
+            return ChainReport(checked + bad, batch[bad].id, prev)
+        checked += len(batch)
+        prev = batch[-1].hash
+        if on_batch is not None:
+            on_batch(len(batch))
+    return ChainReport(checked, None, None if checked == 0 else prev)

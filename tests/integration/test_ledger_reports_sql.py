@@ -1,0 +1,132 @@
+"""The SQL-aggregated NRR report equals domain.ledger's movement-by-movement roll-forward."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, select, text
+
+from service.adapters.db import make_session_factory
+from service.adapters.ledger_repository import account_split_points, period_aggregates
+from service.adapters.ledger_tables import LedgerEntryRow
+from service.domain.ledger import (
+    Engine as LedgerEngine,
+)
+from service.domain.ledger import (
+    Granularity,
+    Movement,
+    MovementKind,
+    period_buckets,
+    rollforward_reports,
+)
+from service.services.reports import period_reports_from_sql, reports_from_aggregates
+from tests.ledger_fixtures import Step, on_postgres, seed
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+ENGINES = [*LedgerEngine, None]
+
+
+def random_history(rng: random.Random, accounts: int = 25) -> list[Step]:
+    """Accounts that start, grow, shrink, churn and return over two years, in two currencies."""
+    per_account = []
+    for number in range(accounts):
+        currency = "USD" if number % 4 else "EUR"
+        moment = START + timedelta(days=rng.randrange(0, 200), seconds=rng.randrange(86_400))
+        mrr = 0
+        steps = []
+        for _ in range(rng.randrange(1, 9)):
+            choice = rng.random()
+            target = 0 if mrr and choice < 0.15 else rng.randrange(1, 50) * 1_000
+            if target != mrr:
+                engine = rng.choice(ENGINES) if mrr and target else None
+                steps.append(Step(f"a{number}", target, moment, engine, currency))
+                mrr = target
+            moment += timedelta(days=rng.randrange(1, 120), seconds=rng.randrange(86_400))
+        per_account.append(steps)
+    # Interleave the accounts (each keeps its own order), as concurrent traffic would.
+    merged: list[Step] = []
+    while any(per_account):
+        pending = [steps for steps in per_account if steps]
+        merged.append(rng.choice(pending).pop(0))
+    return merged
+
+
+def domain_reports(db: Engine, start: datetime, end: datetime, granularity: Granularity):
+    with make_session_factory(db)() as session:
+        rows = list(session.scalars(select(LedgerEntryRow).order_by(LedgerEntryRow.id)))
+    opening: dict[tuple[str, str], int] = {}
+    movements = []
+    for row in rows:
+        key = (row.account_id, row.currency)
+        if row.occurred_at < start:
+            opening[key] = row.mrr_after_minor
+        elif row.occurred_at < end:
+            movements.append(
+                Movement(
+                    account_id=row.account_id,
+                    kind=MovementKind(row.kind),
+                    engine=None if row.engine is None else LedgerEngine(row.engine),
+                    mrr_before=row.mrr_before_minor,
+                    mrr_after=row.mrr_after_minor,
+                    currency=row.currency,
+                    occurred_at=row.occurred_at,
+                )
+            )
+    periods = period_buckets(start, end, granularity)
+    return rollforward_reports(movements, opening, periods)
+
+
+@pytest.mark.parametrize("seed_number", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("start", "end", "granularity"),
+    [
+        (datetime(2025, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), Granularity.MONTH),
+        (datetime(2025, 3, 17, tzinfo=UTC), datetime(2026, 8, 9, tzinfo=UTC), Granularity.QUARTER),
+        (datetime(2025, 6, 1, 12, tzinfo=UTC), datetime(2025, 9, 1, tzinfo=UTC), Granularity.MONTH),
+    ],
+)
+def test_sql_report_equals_the_domain_roll_forward(
+    db: Engine, seed_number: int, start: datetime, end: datetime, granularity: Granularity
+) -> None:
+    seed(db, random_history(random.Random(seed_number)))
+    from_sql = period_reports_from_sql(db, start, end, granularity)
+    expected = domain_reports(db, start, end, granularity)
+    assert expected, "the history should produce some periods"
+    assert from_sql == expected
+
+
+@pytest.mark.parametrize("cuts", [["a12"], ["a05", "a17", "a3"], ["zzz"]])
+def test_account_ranges_add_up_to_the_whole(db: Engine, cuts: list[str]) -> None:
+    seed(db, random_history(random.Random(4)))
+    start, end = datetime(2025, 2, 10, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    bounds: list[str | None] = [None, *sorted(cuts), None]
+    with db.connect() as connection:
+        whole = period_aggregates(connection, start, end, months_per_bucket=3)
+        parts = [
+            aggregate
+            for accounts in itertools.pairwise(bounds)
+            for aggregate in period_aggregates(
+                connection, start, end, months_per_bucket=3, accounts=accounts
+            )
+        ]
+    assert reports_from_aggregates(parts, start, end, Granularity.QUARTER) == (
+        reports_from_aggregates(whole, start, end, Granularity.QUARTER)
+    )
+
+
+def test_a_parallel_report_equals_the_serial_one(db: Engine) -> None:
+    seed(db, random_history(random.Random(5)))
+    start, end = datetime(2025, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    with db.connect() as connection:  # the split points come from the planner's statistics
+        connection.execute(text("ANALYZE ledger_entries") if on_postgres(db) else select(1))
+        connection.commit()
+        points = account_split_points(connection, 2)
+    assert bool(points) == on_postgres(db)  # so the parallel path really ran on PostgreSQL
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        parallel = period_reports_from_sql(db, start, end, Granularity.MONTH, pool=pool)
+    assert parallel == period_reports_from_sql(db, start, end, Granularity.MONTH)
+    assert parallel == domain_reports(db, start, end, Granularity.MONTH)
