@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
+
+from service.domain.accounts import Plan
+from service.domain.money import Money
+from service.domain.periods import Period
+from service.domain.proration import BilledLine, ProrationLine
+from service.domain.quotes import Quote
 
 
 class Clock(Protocol):
@@ -15,3 +22,62 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BillingAccount:
+    """What a billing provider needs to know about an account to change its subscription."""
+
+    account_id: str
+    currency: str
+    plan: Plan
+    period: Period
+    customer_id: str | None
+    subscription_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """The provider's own price of a change (Stripe: invoices.create_preview)."""
+
+    lines: tuple[ProrationLine, ...]
+    amount_due: Money
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedChange:
+    """A change the provider has applied and charged."""
+
+    invoice_id: str | None
+    amount_charged: Money
+    subscription_id: str | None
+    customer_id: str | None
+    period: Period
+    billed: tuple[BilledLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledChange:
+    schedule_id: str | None
+    effective_at: datetime
+
+
+class BillingGateway(Protocol):
+    """Where subscriptions live: our own database (local) or Stripe.
+
+    `apply` raises domain PaymentDeclined when the payment fails (the subscription is left
+    unchanged) and BillingUnavailable when the provider cannot be reached; with the same
+    `idempotency_key` a retry never applies a change twice.
+    """
+
+    name: str
+
+    def preview(self, account: BillingAccount, quote: Quote) -> Preview: ...
+
+    def apply(
+        self, account: BillingAccount, quote: Quote, idempotency_key: str
+    ) -> AppliedChange: ...
+
+    def schedule(
+        self, account: BillingAccount, quote: Quote, idempotency_key: str
+    ) -> ScheduledChange: ...

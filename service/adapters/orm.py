@@ -58,6 +58,9 @@ class AccountRow(Base):
     current_period_end: Mapped[datetime]
     billing_customer_id: Mapped[str | None] = mapped_column(String(255))
     billing_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    # Renewals count whole intervals from here, so a cycle anchored on the 31st comes back to
+    # the 31st after February (as Stripe's billing_cycle_anchor does).
+    billing_cycle_anchor: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

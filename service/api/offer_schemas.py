@@ -10,8 +10,10 @@ from pydantic import AwareDatetime, BaseModel, Field, StrictInt
 from service.api.schemas import AddonQuantities, MoneyOut, Strict
 from service.domain.accounts import Plan
 from service.domain.catalog import Interval, Timing
+from service.domain.money import Money
 from service.domain.offers import OfferEngine
 from service.domain.quotes import ChangeKind, Quote
+from service.services.offers import AccountOffers, is_sales_assisted
 
 
 class TargetIn(Strict):
@@ -97,38 +99,84 @@ class SessionTokenOut(BaseModel):
     expires_at: datetime
 
 
-def plan_out(plan: Plan) -> PlanOut:
-    return PlanOut(tier=plan.tier, interval=plan.interval, seats=plan.seats, addons=plan.addons)
-
-
-def money_out(minor: int, currency: str) -> MoneyOut:
-    return MoneyOut(amount_minor=minor, currency=currency)
-
-
 def quote_out(quote: Quote) -> QuoteOut:
-    return QuoteOut(
-        current=plan_out(quote.current),
-        target=plan_out(quote.target),
-        change=quote.kind,
-        timing=quote.timing,
-        proration_date=quote.proration_date,
-        lines=[
-            QuoteLineOut(
-                key=line.key,
-                description=line.description,
-                quantity=line.quantity,
-                amount=money_out(line.amount.minor, line.amount.currency),
-                period_start=line.period.start,
-                period_end=line.period.end,
-                proration=line.proration,
-            )
+    return QuoteOut.model_validate(quote_payload(quote))
+
+
+# -- the hot path -------------------------------------------------------------------------------
+# The offer endpoint runs on every page load; building the pydantic models above costs more
+# than pricing the offers. These build the same JSON as `OffersOut(...).model_dump(mode="json")`
+# directly (a test holds the two equal, and schemathesis checks responses against the schema).
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _money(amount: Money) -> dict[str, object]:
+    return {"amount_minor": amount.minor, "currency": amount.currency}
+
+
+def _plan(plan: Plan) -> dict[str, object]:
+    return {
+        "tier": plan.tier,
+        "interval": plan.interval.value,
+        "seats": plan.seats,
+        "addons": dict(plan.addons),
+    }
+
+
+def quote_payload(quote: Quote) -> dict[str, object]:
+    return {
+        "current": _plan(quote.current),
+        "target": _plan(quote.target),
+        "change": quote.kind.value,
+        "timing": quote.timing.value,
+        "proration_date": _iso(quote.proration_date),
+        "lines": [
+            {
+                "key": line.key,
+                "description": line.description,
+                "quantity": line.quantity,
+                "amount": _money(line.amount),
+                "period_start": _iso(line.period.start),
+                "period_end": _iso(line.period.end),
+                "proration": line.proration,
+            }
             for line in quote.lines
         ],
-        amount_due_now=money_out(quote.amount_due.minor, quote.amount_due.currency),
-        new_recurring=money_out(quote.new_recurring.minor, quote.new_recurring.currency),
-        new_mrr=money_out(quote.new_mrr.minor, quote.new_mrr.currency),
-        interval=quote.target.interval,
-        next_invoice_date=quote.next_invoice_at,
-        effective_at=quote.effective_at,
-        catalog_version=quote.catalog_version,
-    )
+        "amount_due_now": _money(quote.amount_due),
+        "new_recurring": _money(quote.new_recurring),
+        "new_mrr": _money(quote.new_mrr),
+        "interval": quote.target.interval.value,
+        "next_invoice_date": _iso(quote.next_invoice_at),
+        "effective_at": _iso(quote.effective_at),
+        "catalog_version": quote.catalog_version,
+    }
+
+
+def offers_payload(result: AccountOffers) -> dict[str, object]:
+    offers = []
+    for offer in result.offers:
+        candidate, quote = offer.candidate, offer.quote
+        offers.append(
+            {
+                "id": offer.id,
+                "engine": candidate.engine.value,
+                "action": "contact_sales" if is_sales_assisted(offer) else "upgrade",
+                "reasons": list(candidate.reasons),
+                "signal_ids": list(candidate.signal_ids),
+                "score": offer.score,
+                "target_tier": candidate.target_tier,
+                "target": _plan(candidate.target) if candidate.target else None,
+                "price": _money(quote.new_recurring) if quote else None,
+                "quote": quote_payload(quote) if quote else None,
+                "expires_at": _iso(offer.expires_at),
+                "offer_token": offer.token,
+            }
+        )
+    return {
+        "account_id": result.account_id,
+        "in_activation_window": result.in_activation_window,
+        "offers": offers,
+    }

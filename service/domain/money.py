@@ -57,11 +57,18 @@ def minor_exponent(currency: str) -> int:
     return 0 if currency.upper() in _ZERO_DECIMAL else 2
 
 
+_VALID_CODES: set[str] = set()  # codes already checked: Money is built on every hot path
+
+
 def validate_currency(currency: str) -> str:
     """Return the currency code upper-cased, or raise ValueError if it is not ISO 4217 shaped."""
+    if currency in _VALID_CODES:
+        return currency
     code = currency.upper()
     if not _CURRENCY.match(code):
         raise ValueError(f"currency must be a three-letter ISO 4217 code, got {currency!r}")
+    if code == currency:
+        _VALID_CODES.add(code)
     return code
 
 
@@ -73,9 +80,10 @@ class Money:
     currency: str
 
     def __post_init__(self) -> None:
-        if isinstance(self.minor, bool) or not isinstance(self.minor, int):
+        if type(self.minor) is not int:  # exactly int: bool and float are refused
             raise TypeError(f"money must be integer minor units, got {self.minor!r}")
-        object.__setattr__(self, "currency", validate_currency(self.currency))
+        if self.currency not in _VALID_CODES:
+            object.__setattr__(self, "currency", validate_currency(self.currency))
 
     @classmethod
     def zero(cls, currency: str) -> Money:

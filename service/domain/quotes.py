@@ -110,8 +110,11 @@ def quote_change(
 ) -> Quote:
     """Price the change from `current` (billed as `billed` in `period`) to `target`."""
     kind, timing = classify_change(catalog, current, target)
-    new_recurring = recurring_amount(catalog, target)
-    new_mrr = plan_mrr(catalog, target)
+    lines = plan_lines(catalog, target)
+    new_recurring = Money(sum(line.amount.minor for line in lines), catalog.currency)
+    new_mrr = Money(
+        monthly_from_interval(new_recurring.minor, target.interval.months), catalog.currency
+    )
     if timing is not Timing.immediate:
         # Scheduled for the end of the term: nothing is due now and nothing is prorated.
         return Quote(
@@ -132,7 +135,7 @@ def quote_change(
     result = prorate(
         billed,
         period,
-        target_lines(catalog, target),
+        [TargetLine(line.key, line.description, line.unit_amount, line.quantity) for line in lines],
         proration_date,
         interval_months=current.interval.months,
         new_interval_months=target.interval.months,

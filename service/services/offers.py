@@ -4,23 +4,41 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.adapters.offer_tables import OfferImpressionRow
 from service.adapters.orm import AccountRow
 from service.domain.accounts import Plan
 from service.domain.catalog import Catalog
-from service.domain.errors import DomainError, NotFound
+from service.domain.errors import DomainError
 from service.domain.offers import OfferCandidate, OfferEngine, candidates, rank
+from service.domain.proration import BilledLine
 from service.domain.quotes import Quote, plan_mrr
-from service.services.accounts import plan_of
-from service.services.quotes import quote_for_account
+from service.domain.thresholds import SignalSummary
+from service.domain.usage import FeatureUsage
+from service.ports import BillingGateway
+from service.services.account_state import AccountState, state_of
+from service.services.billing import billed_lines
+from service.services.quotes import authoritative_quote, quote_for_account
+from service.services.signals import signal_summary
 from service.services.tokens import OFFER_PREFIX, TokenSigner, unix
+from service.services.usage import usage_snapshot
 
 OFFER_TTL = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class OfferInputs:
+    """Everything offers are computed from: immutable, so it can be cached between requests."""
+
+    account: AccountState
+    billed: tuple[BilledLine, ...]
+    usage: Mapping[str, FeatureUsage]
+    signals: SignalSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +58,18 @@ class AccountOffers:
     offers: tuple[PricedOffer, ...]
 
 
+def load_offer_inputs(
+    session: Session, catalog: Catalog, account: AccountRow, now: datetime
+) -> OfferInputs:
+    state = state_of(account)
+    return OfferInputs(
+        account=state,
+        billed=billed_lines(session, catalog, state),
+        usage=usage_snapshot(session, catalog, account, now).features,
+        signals=signal_summary(session, catalog, account, now),
+    )
+
+
 def plan_claims(plan: Plan) -> dict[str, object]:
     return {
         "tier": plan.tier,
@@ -49,7 +79,9 @@ def plan_claims(plan: Plan) -> dict[str, object]:
     }
 
 
-def offer_id(account: AccountRow, candidate: OfferCandidate, pinned: datetime, version: str) -> str:
+def offer_id(
+    account: AccountState, candidate: OfferCandidate, pinned: datetime, version: str
+) -> str:
     """Deterministic: the same offer to the same account state in the same second has one id."""
     target = plan_claims(candidate.target) if candidate.target else {"tier": candidate.target_tier}
     material = json.dumps(
@@ -61,7 +93,7 @@ def offer_id(account: AccountRow, candidate: OfferCandidate, pinned: datetime, v
 
 def sign_offer(
     signer: TokenSigner,
-    account: AccountRow,
+    account: AccountState,
     oid: str,
     candidate: OfferCandidate,
     quote: Quote,
@@ -86,33 +118,29 @@ def sign_offer(
     )
 
 
-def upgrade_offers(
-    session: Session,
+def compute_offers(
     catalog: Catalog,
-    account: AccountRow,
+    inputs: OfferInputs,
     now: datetime,
     signer: TokenSigner,
+    gateway: BillingGateway | None,
 ) -> AccountOffers:
-    """The account's offers, best first; every offer returned is recorded as an impression."""
-    # TODO(integration): top-level imports once the usage area has landed.
-    try:
-        from service.services.signals import signal_summary
-        from service.services.usage import usage_snapshot
-    except ImportError:
-        raise NotFound("offers are not available yet", code="offers_unavailable") from None
-
-    plan = plan_of(account)
-    usage = usage_snapshot(session, catalog, account, now)
-    signals = signal_summary(session, catalog, account, now)
-    current_mrr = plan_mrr(catalog, plan).minor
+    """The account's offers, best first, each priced at `now` and signed (`gateway` None: the
+    local engine is the price authority)."""
+    account, signals = inputs.account, inputs.signals
+    current_mrr = plan_mrr(catalog, account.plan).minor
     priced: list[tuple[OfferCandidate, int | None]] = []
     quotes: dict[int, Quote] = {}
-    for candidate in candidates(catalog, plan, usage.features, signals):
+    for candidate in candidates(catalog, account.plan, inputs.usage, signals):
         if candidate.target is None:
             priced.append((candidate, None))
             continue
         try:
-            quote = quote_for_account(catalog, account, candidate.target, now)
+            quote = authoritative_quote(
+                gateway,
+                account,
+                quote_for_account(catalog, account, inputs.billed, candidate.target, now),
+            )
         except DomainError:
             continue  # not sellable right now (path closed, period over): never show it
         quotes[id(candidate)] = quote
@@ -136,39 +164,35 @@ def upgrade_offers(
                 oid, candidate, quote, candidate.score(signals.in_window), expires_at, token
             )
         )
-    record_impressions(session, catalog, account, offers, signals.days_since_activation, now)
     return AccountOffers(account.id, signals.in_window, tuple(offers))
 
 
-def record_impressions(
-    session: Session,
-    catalog: Catalog,
-    account: AccountRow,
-    offers: list[PricedOffer],
-    days_since_activation: int | None,
-    now: datetime,
-) -> None:
+def impression_rows(
+    catalog: Catalog, inputs: OfferInputs, offers: AccountOffers, now: datetime
+) -> list[dict[str, Any]]:
+    """One offer_impressions row per offer shown, for the funnel."""
+    days = inputs.signals.days_since_activation
     window = catalog.signals.post_activation_window_days
-    in_window = days_since_activation is not None and 0 <= days_since_activation < window
-    session.add_all(
-        OfferImpressionRow(
-            offer_id=offer.id,
-            account_id=account.id,
-            engine=offer.candidate.engine.value,
-            target=plan_claims(offer.candidate.target)
+    in_window = days is not None and 0 <= days < window
+    return [
+        {
+            "offer_id": offer.id,
+            "account_id": inputs.account.id,
+            "engine": offer.candidate.engine.value,
+            "target": plan_claims(offer.candidate.target)
             if offer.candidate.target
             else {"tier": offer.candidate.target_tier},
-            amount_due_minor=offer.quote.amount_due.minor if offer.quote else None,
-            currency=account.currency,
-            reason_codes=list(offer.candidate.reasons),
-            signal_ids=list(offer.candidate.signal_ids),
-            days_since_activation=days_since_activation,
-            in_activation_window=in_window,
-            catalog_version=catalog.version,
-            shown_at=now,
-        )
-        for offer in offers
-    )
+            "amount_due_minor": offer.quote.amount_due.minor if offer.quote else None,
+            "currency": inputs.account.currency,
+            "reason_codes": list(offer.candidate.reasons),
+            "signal_ids": list(offer.candidate.signal_ids),
+            "days_since_activation": days,
+            "in_activation_window": in_window,
+            "catalog_version": catalog.version,
+            "shown_at": now,
+        }
+        for offer in offers.offers
+    ]
 
 
 def is_sales_assisted(offer: PricedOffer) -> bool:

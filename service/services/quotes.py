@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from service.adapters.orm import AccountRow
 from service.domain.accounts import AccountStatus, Plan, moved_to_tier
-from service.domain.catalog import Catalog, Interval
+from service.domain.catalog import Catalog, Interval, Timing
 from service.domain.errors import Conflict, ValidationFailed
 from service.domain.periods import Period
-from service.domain.quotes import Quote, current_billed, quote_change
-from service.services.accounts import plan_of
+from service.domain.proration import BilledLine
+from service.domain.quotes import Quote, quote_change
+from service.ports import BillingGateway
+from service.services.account_state import AccountState
+
+log = logging.getLogger("upshift.quotes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,35 +56,43 @@ def pinned_proration_date(now: datetime, requested: datetime | None, period: Per
     return moment
 
 
-def account_period(account: AccountRow, now: datetime) -> Period:
-    period = Period(account.current_period_start, account.current_period_end)
-    if now >= period.end:
-        raise BillingPeriodEnded(
-            "the account's billing period has ended and has not been renewed yet",
-            code="billing_period_ended",
-        )
-    return period
-
-
 def quote_for_account(
     catalog: Catalog,
-    account: AccountRow,
+    account: AccountState,
+    billed: tuple[BilledLine, ...],
     target: Plan,
     now: datetime,
     requested_proration_date: datetime | None = None,
 ) -> Quote:
+    """Price `target` for the account whose lines this period were billed as `billed`."""
     if account.status not in (AccountStatus.active, AccountStatus.trialing):
         raise AccountNotBillable(
             f"the account is {account.status}; only active accounts change plan self-serve"
         )
-    current = plan_of(account)
-    period = account_period(account, now)
-    proration_date = pinned_proration_date(now, requested_proration_date, period)
-    return quote_change(
-        catalog,
-        current,
-        period,
-        current_billed(catalog, current, period),
-        target,
-        proration_date,
+    if now >= account.period.end:
+        # Local billing renews before quoting; with Stripe the renewal webhook is still due.
+        raise BillingPeriodEnded("the account's billing period has ended and is not renewed yet")
+    proration_date = pinned_proration_date(now, requested_proration_date, account.period)
+    return quote_change(catalog, account.plan, account.period, billed, target, proration_date)
+
+
+def authoritative_quote(
+    gateway: BillingGateway | None, account: AccountState, quote: Quote
+) -> Quote:
+    """The quote the customer sees. With Stripe, Stripe's own preview of the same change at the
+    same proration date is the authority: a disagreement with the local engine is logged and
+    Stripe's lines and amount are shown (and bound into the offer token). No gateway, or the
+    local one, means the local engine is the authority."""
+    if gateway is None or gateway.name == "local" or quote.timing is not Timing.immediate:
+        return quote
+    preview = gateway.preview(account.billing, quote)
+    if preview.amount_due == quote.amount_due and preview.lines == quote.lines:
+        return quote
+    log.warning(
+        "local proration disagrees with %s for account %s: %s vs %s",
+        gateway.name,
+        account.id,
+        quote.amount_due,
+        preview.amount_due,
     )
+    return replace(quote, lines=preview.lines, amount_due=preview.amount_due)

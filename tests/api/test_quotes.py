@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -128,11 +129,30 @@ def test_path_not_on_the_allow_list(client: TestClient, admin_headers: dict[str,
     )
 
 
-def test_ended_period_is_a_conflict(
+def test_local_billing_renews_an_ended_period_before_quoting(
     client: TestClient, admin_headers: dict[str, str], acme: dict, clock: FakeClock
 ) -> None:
-    clock.advance(days=31)
-    assert_problem(quote(client, admin_headers, {"seats": 9}), 409, "billing_period_ended")
+    clock.advance(days=31)  # one day into the next period (Dec 10 -> Jan 10)
+    body = quote(client, admin_headers, {"seats": 9}).json()
+    assert body["next_invoice_date"] == "2027-01-10T12:00:00Z"
+    account = client.get("/v1/accounts/acme", headers=admin_headers).json()
+    assert account["current_period_start"] == "2026-12-10T12:00:00Z"
+    assert account["current_period_end"] == "2027-01-10T12:00:00Z"
+
+
+def test_month_end_anchor_survives_february(
+    client: TestClient, admin_headers: dict[str, str], clock: FakeClock
+) -> None:
+    client.put(
+        "/v1/accounts/late",
+        json={**ACME, "current_period_start": "2027-01-31T00:00:00Z"},
+        headers=admin_headers,
+    )
+    clock.set(datetime(2027, 3, 5, tzinfo=UTC))
+    client.post("/v1/accounts/late/quotes", json={"target": {"seats": 9}}, headers=admin_headers)
+    account = client.get("/v1/accounts/late", headers=admin_headers).json()
+    assert account["current_period_start"] == "2027-02-28T00:00:00Z"
+    assert account["current_period_end"] == "2027-03-31T00:00:00Z"
 
 
 def session_token(client: TestClient, headers: dict[str, str], account: str = "acme") -> str:

@@ -1,7 +1,103 @@
-"""Routes of the upgrades area (filled in by its issue)."""
+"""One-click upgrades: execute a signed offer or an explicit target, exactly once per key."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any, Literal
 
-router = APIRouter(prefix="/v1", tags=["upgrades"])
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, StrictInt, model_validator
+
+from service.api.deps import (
+    AccountAccessDep,
+    AccountIdPath,
+    CatalogDep,
+    ClockDep,
+    SessionDep,
+    SignerDep,
+    renew_first,
+)
+from service.api.offer_schemas import PlanOut, TargetIn
+from service.api.problems import problem_responses
+from service.api.schemas import MoneyOut, Strict
+from service.domain.quotes import ChangeKind
+from service.services.quotes import TargetChange
+from service.services.upgrades import UpgradeRequest, execute_upgrade
+
+router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["upgrades"])
+
+
+class UpgradeIn(Strict):
+    offer_token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    target: TargetIn | None = None
+    expected_amount_due_minor: StrictInt | None = Field(
+        default=None, description="With a target: refuse (409) unless the quote still says this"
+    )
+
+    @model_validator(mode="after")
+    def one_of(self) -> UpgradeIn:
+        if (self.offer_token is None) == (self.target is None):
+            raise ValueError("send exactly one of offer_token and target")
+        return self
+
+
+class UpgradeOut(BaseModel):
+    upgrade_id: str
+    account_id: str
+    status: Literal["applied", "scheduled"]
+    offer_id: str | None
+    change: ChangeKind
+    target: PlanOut
+    proration_date: str
+    effective_at: str
+    invoice_id: str | None
+    amount_charged: MoneyOut
+    new_mrr: MoneyOut
+    account_version: int
+    ledger_entry_id: int | None
+
+
+@router.post(
+    "/upgrades",
+    response_model=UpgradeOut,
+    responses=problem_responses(401, 402, 403, 404, 409, 422, 503),
+    description="Execute an upgrade offer (its signed token) or an explicit target. The offer "
+    "is re-quoted at its pinned proration date and refused with 409 (`quote_changed`, "
+    "`offer_expired`, `state_changed`) if anything moved; a declined payment is 402 and changes "
+    "nothing. The same Idempotency-Key with the same body replays the first response; with "
+    "another body it is 422 `idempotency_key_reused`.",
+)
+def post_upgrade(
+    account_id: AccountIdPath,
+    body: UpgradeIn,
+    request: Request,
+    session: SessionDep,
+    catalog: CatalogDep,
+    clock: ClockDep,
+    signer: SignerDep,
+    _: AccountAccessDep,
+    idempotency_key: Annotated[
+        str,
+        Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$"),
+    ],
+) -> Any:  # a JSONResponse whose body is the (possibly replayed) UpgradeOut
+    now = clock.now()
+    renew_first(request, account_id, now)
+    target = TargetChange(**body.target.model_dump()) if body.target is not None else None
+    outcome = execute_upgrade(
+        session,
+        catalog,
+        now,
+        signer,
+        request.app.state.billing_gateways,
+        UpgradeRequest(
+            account_id=account_id,
+            idempotency_key=idempotency_key,
+            offer_token=body.offer_token,
+            target=target,
+            expected_amount_due=body.expected_amount_due_minor,
+            body=body.model_dump(mode="json"),
+        ),
+    )
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)

@@ -1,0 +1,146 @@
+"""The embedded billing backend: subscriptions, invoices and payments in our own database."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from service.adapters.billing_repository import InvoiceRepository
+from service.adapters.billing_tables import InvoiceLineRow, InvoiceRow
+from service.domain.accounts import PlanLine
+from service.domain.errors import PaymentDeclined
+from service.domain.money import Money
+from service.domain.periods import Period
+from service.domain.quotes import Quote
+from service.ports import AppliedChange, BillingAccount, Preview, ScheduledChange
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    key: str
+    description: str
+    quantity: int
+    amount_minor: int
+    period: Period
+    proration: bool
+
+
+class LocalBillingGateway:
+    """Payments always succeed, except for accounts listed as declining (tests and the demo).
+
+    The local engine is the price authority here, so a preview is the quote itself.
+    """
+
+    name = "local"
+
+    def __init__(self, session: Session, declining_accounts: frozenset[str] | set[str]) -> None:
+        self.session = session
+        self.declining_accounts = declining_accounts
+
+    def preview(self, account: BillingAccount, quote: Quote) -> Preview:
+        return Preview(lines=quote.lines, amount_due=quote.amount_due)
+
+    def apply(self, account: BillingAccount, quote: Quote, idempotency_key: str) -> AppliedChange:
+        if account.account_id in self.declining_accounts and quote.amount_due.minor > 0:
+            raise PaymentDeclined("Your card was declined.", code="card_declined")
+        charged = max(quote.amount_due.minor, 0)  # a negative total stays as customer credit
+        invoice_id = self._write_invoice(
+            idempotency_key,
+            account.account_id,
+            "subscription_update",
+            quote.amount_due,
+            charged,
+            Period(quote.proration_date, quote.period.end)
+            if quote.proration_date < quote.period.end
+            else quote.period,
+            [
+                _Line(
+                    line.key,
+                    line.description,
+                    line.quantity,
+                    line.amount.minor,
+                    line.period,
+                    line.proration,
+                )
+                for line in quote.lines
+            ],
+            created_at=quote.proration_date,
+        )
+        return AppliedChange(
+            invoice_id=invoice_id,
+            amount_charged=Money(charged, quote.amount_due.currency),
+            subscription_id=account.subscription_id,
+            customer_id=account.customer_id,
+            period=quote.period,
+            billed=quote.new_billed,
+        )
+
+    def schedule(
+        self, account: BillingAccount, quote: Quote, idempotency_key: str
+    ) -> ScheduledChange:
+        # The renewal applies it (services.renewals); nothing to tell a provider here.
+        return ScheduledChange(schedule_id=None, effective_at=quote.effective_at)
+
+    def invoice_renewal(
+        self, account_id: str, currency: str, lines: list[PlanLine], period: Period
+    ) -> bool:
+        """Invoice a new period in full; returns whether the payment succeeded."""
+        paid = account_id not in self.declining_accounts
+        total = sum(line.amount.minor for line in lines)
+        self._write_invoice(
+            f"renewal:{account_id}:{period.start.isoformat()}",
+            account_id,
+            "subscription_cycle",
+            Money(total, currency),
+            total if paid else 0,
+            period,
+            [_Line(x.key, x.description, x.quantity, x.amount.minor, period, False) for x in lines],
+            created_at=period.start,
+        )
+        return paid
+
+    def _write_invoice(
+        self,
+        idempotency_key: str,
+        account_id: str,
+        billing_reason: str,
+        amount_due: Money,
+        amount_paid: int,
+        period: Period,
+        lines: list[_Line],
+        *,
+        created_at: datetime,
+    ) -> str:
+        invoice_id = "in_local_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
+        InvoiceRepository(self.session).add(
+            InvoiceRow(
+                id=invoice_id,
+                account_id=account_id,
+                external_id=None,
+                billing_reason=billing_reason,
+                status="paid" if amount_paid == max(amount_due.minor, 0) else "open",
+                currency=amount_due.currency,
+                amount_due_minor=amount_due.minor,
+                amount_paid_minor=amount_paid,
+                period_start=period.start,
+                period_end=period.end,
+                created_at=created_at,
+            ),
+            [
+                InvoiceLineRow(
+                    invoice_id=invoice_id,
+                    key=line.key,
+                    description=line.description,
+                    quantity=line.quantity,
+                    amount_minor=line.amount_minor,
+                    period_start=line.period.start,
+                    period_end=line.period.end,
+                    proration=line.proration,
+                )
+                for line in lines
+            ],
+        )
+        return invoice_id

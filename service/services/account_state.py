@@ -1,0 +1,66 @@
+"""An immutable snapshot of an account's billing state, safe to cache and share across threads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from service.adapters.orm import AccountRow
+from service.domain.accounts import AccountStatus, Plan
+from service.domain.catalog import Interval
+from service.domain.periods import Period
+from service.ports import BillingAccount
+
+CHANGED_ACCOUNTS = "upshift.changed_accounts"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    id: str
+    version: int
+    status: AccountStatus
+    currency: str
+    plan: Plan
+    period: Period
+    customer_id: str | None
+    subscription_id: str | None
+
+    @property
+    def billing(self) -> BillingAccount:
+        return BillingAccount(
+            account_id=self.id,
+            currency=self.currency,
+            plan=self.plan,
+            period=self.period,
+            customer_id=self.customer_id,
+            subscription_id=self.subscription_id,
+        )
+
+
+def state_of(row: AccountRow) -> AccountState:
+    return AccountState(
+        id=row.id,
+        version=row.version,
+        status=AccountStatus(row.status),
+        currency=row.currency,
+        plan=Plan(
+            tier=row.tier,
+            interval=Interval(row.interval),
+            seats=row.seats,
+            addons=dict(row.addons),
+        ),
+        period=Period(row.current_period_start, row.current_period_end),
+        customer_id=row.billing_customer_id,
+        subscription_id=row.billing_subscription_id,
+    )
+
+
+def mark_changed(session: Session, account_id: str) -> None:
+    """Note that this transaction changed what offers the account gets; once it commits, the
+    request plumbing drops the account from the offer cache."""
+    session.info.setdefault(CHANGED_ACCOUNTS, set()).add(account_id)
+
+
+def changed_accounts(session: Session) -> set[str]:
+    return session.info.pop(CHANGED_ACCOUNTS, set())

@@ -1,0 +1,70 @@
+"""The account's subscription as billed: its lines this period, and the provider to change it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from service.adapters.billing_repository import SubscriptionItemRepository
+from service.adapters.billing_tables import SubscriptionItemRow
+from service.domain.accounts import Plan, plan_lines
+from service.domain.catalog import Catalog
+from service.domain.money import Money
+from service.domain.proration import BilledLine
+from service.domain.quotes import current_billed
+from service.ports import BillingGateway
+from service.services.account_state import AccountState
+
+GatewayFactory = Callable[[Session], BillingGateway]
+
+
+def billed_lines(
+    session: Session, catalog: Catalog, account: AccountState
+) -> tuple[BilledLine, ...]:
+    """What was charged for each line this period; a plan never changed mid-period was billed
+    in full at its period start."""
+    rows = SubscriptionItemRepository(session).for_account(account.id)
+    period = account.period
+    in_full = current_billed(catalog, account.plan, period)
+    # Stored lines count only while they still describe this period and this plan; a renewal or
+    # a change made elsewhere (an admin PUT) means the plan was billed in full.
+    stored = {(row.key, row.unit_amount_minor, row.quantity) for row in rows}
+    expected = {(line.key, line.unit_amount.minor, line.quantity) for line in in_full}
+    if stored != expected or any(row.billed_from < period.start for row in rows):
+        return in_full
+    return tuple(
+        BilledLine(
+            row.key,
+            row.description,
+            Money(row.unit_amount_minor, row.currency),
+            row.quantity,
+            row.billed_minor,
+            row.billed_from,
+        )
+        for row in rows
+    )
+
+
+def store_billed(
+    session: Session, catalog: Catalog, account_id: str, plan: Plan, billed: tuple[BilledLine, ...]
+) -> None:
+    lookup_keys = {line.key: line.lookup_key for line in plan_lines(catalog, plan)}
+    SubscriptionItemRepository(session).replace(
+        account_id,
+        [
+            SubscriptionItemRow(
+                account_id=account_id,
+                key=line.key,
+                lookup_key=lookup_keys.get(line.key, line.key),
+                description=line.description,
+                unit_amount_minor=line.unit_amount.minor,
+                quantity=line.quantity,
+                currency=line.unit_amount.currency,
+                billed_minor=line.billed_minor,
+                billed_from=line.billed_from,
+                external_id=None,
+            )
+            for line in billed
+        ],
+    )

@@ -1,0 +1,47 @@
+"""An in-process cache of offer inputs per account, dropped on every change this process makes.
+
+The offer endpoint is called on every page load, so it must not pay a database round trip per
+call. Entries live `ttl_s` seconds at most, which bounds what another process's change can leave
+unseen; an offer priced from a stale entry is still safe, because the upgrade endpoint re-reads
+and re-quotes everything under a row lock and refuses with 409 if anything moved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime
+
+from service.services.offers import OfferInputs
+
+
+class OfferInputsCache:
+    def __init__(self, ttl_s: float, max_entries: int = 200_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, OfferInputs]] = {}
+
+    def get(self, account_id: str, now: datetime) -> OfferInputs | None:
+        entry = self._entries.get(account_id)
+        if entry is None:
+            return None
+        loaded_at, inputs = entry
+        # A period that has ended needs a renewal first, which only the loader does.
+        if time.monotonic() - loaded_at > self.ttl_s or now >= inputs.account.period.end:
+            self._entries.pop(account_id, None)
+            return None
+        return inputs
+
+    def put(self, account_id: str, inputs: OfferInputs) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # crude but bounded: a full cache refills from the database
+        self._entries[account_id] = (time.monotonic(), inputs)
+
+    def invalidate(self, account_ids: Iterable[str]) -> None:
+        for account_id in account_ids:
+            self._entries.pop(account_id, None)
+
+    def clear(self) -> None:
+        self._entries.clear()

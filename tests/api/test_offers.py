@@ -1,0 +1,137 @@
+"""GET /v1/accounts/{id}/upgrade-offers: ranked, priced, signed, recorded, and never stale."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from service.adapters.offer_tables import OfferImpressionRow
+from service.api.offer_schemas import OffersOut
+from tests.api.test_accounts import assert_problem
+from tests.fakes.clock import FakeClock
+
+ACME = {"tier": "growth", "interval": "month", "seats": 10}
+
+
+@pytest.fixture
+def acme(client: TestClient, admin_headers: dict[str, str], clock: FakeClock) -> None:
+    assert client.put("/v1/accounts/acme", json=ACME, headers=admin_headers).status_code == 201
+    clock.advance(days=5)
+
+
+def report(client: TestClient, headers: dict[str, str], feature: str, quantity: int, action: str):
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "account_id": "acme",
+        "feature": feature,
+        "quantity": quantity,
+        "action": action,
+        "timestamp": "2026-11-15T11:00:00Z",
+    }
+    response = client.post("/v1/usage", json={"events": [event]}, headers=headers)
+    assert response.status_code in (200, 201, 207), response.text
+
+
+def offers(client: TestClient, headers: dict[str, str]) -> dict[str, Any]:
+    response = client.get("/v1/accounts/acme/upgrade-offers", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_quiet_account_gets_an_empty_list(
+    client: TestClient, admin_headers: dict[str, str], acme: None
+) -> None:
+    assert offers(client, admin_headers) == {
+        "account_id": "acme",
+        "in_activation_window": False,
+        "offers": [],
+    }
+
+
+def test_seat_pressure_gives_priced_signed_offers(
+    client: TestClient, app: FastAPI, admin_headers: dict[str, str], acme: None, db: Engine
+) -> None:
+    report(client, admin_headers, "seats", 9, "set")
+    body = offers(client, admin_headers)
+    # The hand-built hot-path JSON is exactly what the documented schema produces.
+    assert OffersOut.model_validate(body).model_dump(mode="json") == body
+    engines = [offer["engine"] for offer in body["offers"]]
+    assert engines[0] == "seat" and "upsell" in engines
+    seat = body["offers"][0]
+    assert seat["target"]["seats"] == 12  # 9 active seats at 75% utilization
+    assert seat["reasons"] == ["seats_at_90_percent"]
+    assert seat["offer_token"].startswith("uot_")
+    # 25 of 30 days left: two more seats at 1,500 for 25/30 of the period.
+    assert seat["quote"]["amount_due_now"] == {"amount_minor": 2_500, "currency": "USD"}
+    assert seat["expires_at"] == "2026-11-15T12:15:00Z"
+
+    app.state.impressions.flush()
+    with Session(db) as session:
+        shown = list(session.scalars(select(OfferImpressionRow)))
+    assert sorted(row.offer_id for row in shown) == sorted(o["id"] for o in body["offers"])
+    assert {row.engine for row in shown} == set(engines)
+
+
+def test_a_change_is_seen_at_once(
+    client: TestClient, admin_headers: dict[str, str], acme: None
+) -> None:
+    report(client, admin_headers, "seats", 9, "set")
+    assert offers(client, admin_headers)["offers"]  # cached now
+    client.put("/v1/accounts/acme", json={**ACME, "seats": 20}, headers=admin_headers)
+    assert offers(client, admin_headers)["offers"] == []  # 9 of 20 seats: nothing to offer
+    report(client, admin_headers, "seats", 19, "set")
+    assert offers(client, admin_headers)["offers"][0]["engine"] == "seat"
+
+
+def test_session_token_reads_only_its_account(
+    client: TestClient, admin_headers: dict[str, str], acme: None
+) -> None:
+    client.put("/v1/accounts/other", json=ACME, headers=admin_headers)
+    token = client.post("/v1/accounts/acme/session-tokens", headers=admin_headers).json()["token"]
+    browser = {"Authorization": f"Bearer {token}"}
+    assert offers(client, browser)["account_id"] == "acme"
+    assert_problem(
+        client.get("/v1/accounts/other/upgrade-offers", headers=browser), 404, "account_not_found"
+    )
+    assert_problem(client.get("/v1/accounts/acme/upgrade-offers"), 401, "missing_credentials")
+
+
+def test_the_widget_reads_usage_with_its_session_token(
+    client: TestClient, admin_headers: dict[str, str], acme: None
+) -> None:
+    client.put("/v1/accounts/other", json=ACME, headers=admin_headers)
+    report(client, admin_headers, "seats", 9, "set")
+    token = client.post("/v1/accounts/acme/session-tokens", headers=admin_headers).json()["token"]
+    browser = {"Authorization": f"Bearer {token}"}
+    usage = client.get("/v1/accounts/acme/usage", headers=browser)
+    assert usage.status_code == 200, usage.text
+    seats = next(f for f in usage.json()["features"] if f["feature"] == "seats")
+    assert (seats["used"], seats["limit"]) == (9, 10)
+    assert_problem(
+        client.get("/v1/accounts/other/usage", headers=browser), 404, "account_not_found"
+    )
+
+
+def test_the_fast_route_keeps_the_contract(
+    client: TestClient, admin_headers: dict[str, str], acme: None
+) -> None:
+    assert_problem(
+        client.get("/v1/accounts/bad%20id/upgrade-offers", headers=admin_headers),
+        422,
+        "validation_error",
+        "account_id",
+    )
+    assert_problem(
+        client.get("/v1/accounts/acme/upgrade-offers", headers={"Authorization": "Bearer nope"}),
+        401,
+        "invalid_credentials",
+    )
+    client.get("/v1/accounts/acme/upgrade-offers", headers=admin_headers)
+    metrics = client.get("/metrics").text
+    assert 'route="/v1/accounts/{account_id}/upgrade-offers",status="200"' in metrics
