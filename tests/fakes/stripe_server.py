@@ -268,6 +268,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
+    # Headers and body go out in separate writes; without TCP_NODELAY each response waits for
+    # the client's delayed ACK (~40 ms), which made every Stripe test crawl.
+    disable_nagle_algorithm = True
     server: _Server
     protocol_version = "HTTP/1.1"
     server_version = "FakeStripe/1.0"

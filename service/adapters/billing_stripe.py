@@ -1,0 +1,331 @@
+"""The BillingGateway over Stripe: previews, applies and schedules plan changes on Stripe."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from service.adapters.stripe_api import (
+    BillingRejected,
+    RemoteItem,
+    RemoteSubscription,
+    StripeBilling,
+    as_json,
+    stripe_errors,
+    unix,
+    utc,
+)
+from service.domain.accounts import Plan, plan_lines
+from service.domain.catalog import Interval
+from service.domain.errors import Conflict, PaymentDeclined
+from service.domain.money import Money
+from service.domain.periods import Period
+from service.domain.proration import BilledLine, ProrationLine
+from service.domain.quotes import Quote
+from service.ports import AppliedChange, BillingAccount, Preview, ScheduledChange
+
+Json = dict[str, Any]
+
+
+class BillingOutOfSync(Conflict):
+    code = "billing_out_of_sync"
+    title = "Billing state differs from Stripe"
+
+
+class AccountNotLinked(Conflict):
+    code = "account_not_linked"
+    title = "Account has no Stripe subscription"
+
+
+class StripeBillingGateway:
+    """The BillingGateway over Stripe; every change is priced and applied by Stripe itself."""
+
+    name = "stripe"
+
+    def __init__(self, billing: StripeBilling) -> None:
+        self.billing = billing
+        self.client = billing.client
+        self.catalog = billing.catalog
+        self.prices = billing.prices
+
+    def preview(self, account: BillingAccount, quote: Quote) -> Preview:
+        """Stripe's invoice for the change at the quote's proration date. `amount_due` is what
+        Stripe will collect, so a customer's credit balance is already taken off it."""
+        remote = self._subscription(account)
+        landed = self._landed_invoice(remote, quote)
+        if landed is not None:
+            # Our own earlier attempt under this request already changed Stripe (the answer was
+            # lost): its invoice is Stripe's price of exactly this change.
+            return Preview(self._lines(landed), self._money(landed["amount_due"]))
+        changes = self.item_changes(remote, quote.target)
+        if not changes:
+            raise BillingOutOfSync(
+                "Stripe already has this plan for the subscription; the account is brought up "
+                "to date by Stripe's webhook"
+            )
+        with stripe_errors("preview the change"):
+            invoice = self.client.v1.invoices.create_preview(
+                params={
+                    "subscription": remote.id,
+                    "subscription_details": {
+                        "items": changes,
+                        "proration_date": unix(quote.proration_date),
+                        "proration_behavior": "always_invoice",
+                    },
+                }
+            )
+        raw = as_json(invoice)
+        return Preview(self._lines(raw), self._money(raw["amount_due"]))
+
+    def apply(self, account: BillingAccount, quote: Quote, idempotency_key: str) -> AppliedChange:
+        remote = self._subscription(account)
+        invoice = self._landed_invoice(remote, quote)
+        if invoice is None:
+            changes = self.item_changes(remote, quote.target)
+            if not changes:
+                raise BillingOutOfSync(
+                    "Stripe already has this plan for the subscription; the account is brought "
+                    "up to date by Stripe's webhook"
+                )
+            with stripe_errors("apply the change"):
+                updated = self.client.v1.subscriptions.update(
+                    remote.id,
+                    params={
+                        "items": changes,
+                        "proration_date": unix(quote.proration_date),
+                        "proration_behavior": "always_invoice",
+                        # A failed payment leaves the items as they are (Stripe keeps the change
+                        # as a pending update until it expires or the invoice is paid).
+                        "payment_behavior": "pending_if_incomplete",
+                        "expand": ["latest_invoice"],
+                    },
+                    options={"idempotency_key": idempotency_key},
+                )
+            raw = as_json(updated)
+            latest = raw.get("latest_invoice")
+            raw["latest_invoice"] = latest["id"] if isinstance(latest, dict) else latest
+            remote = self.billing.remote(raw)
+            if remote.has_pending_update:
+                raise PaymentDeclined(
+                    "the payment for this change failed, so the subscription is unchanged; "
+                    "update the payment method and try again with a new Idempotency-Key",
+                    code="payment_failed",
+                )
+            invoice = latest if isinstance(latest, dict) else None
+            if invoice is not None and not self._is_change_invoice(invoice, quote):
+                invoice = None  # nothing was prorated, so Stripe issued no invoice for it
+        self._release_schedule(remote, idempotency_key)
+        charged = int(invoice["amount_paid"]) if invoice else 0
+        return AppliedChange(
+            invoice_id=invoice["id"] if invoice else None,
+            amount_charged=self._money(charged),
+            subscription_id=remote.id,
+            customer_id=remote.customer_id,
+            period=remote.period,
+            billed=self._billed(quote, invoice),
+        )
+
+    def schedule(
+        self, account: BillingAccount, quote: Quote, idempotency_key: str
+    ) -> ScheduledChange:
+        """End-of-term changes as a subscription schedule: this period as it is, then the
+        target; a newer scheduled change replaces the second phase."""
+        remote = self._subscription(account)
+        schedules = self.client.v1.subscription_schedules
+        with stripe_errors("schedule the change"):
+            if remote.schedule is None:
+                schedule = schedules.create(
+                    params={"from_subscription": remote.id},
+                    options={"idempotency_key": f"{idempotency_key}:create"},
+                )
+            else:
+                schedule = schedules.retrieve(remote.schedule)
+            raw = as_json(schedule)
+            current = self._current_phase(raw)
+            target = [
+                {"price": self.prices.price_id(line.lookup_key), "quantity": line.quantity}
+                for line in plan_lines(self.catalog, quote.target)
+            ]
+            schedules.update(
+                raw["id"],
+                params={
+                    "end_behavior": "release",
+                    "phases": [
+                        {
+                            "start_date": current["start_date"],
+                            "end_date": current["end_date"],
+                            "items": [
+                                {"price": item["price"], "quantity": item.get("quantity", 1)}
+                                for item in current["items"]
+                            ],
+                        },
+                        {
+                            "items": target,
+                            "duration": {
+                                "interval": quote.target.interval.value,
+                                "interval_count": 1,
+                            },
+                        },
+                    ],
+                },
+                options={"idempotency_key": f"{idempotency_key}:phases"},
+            )
+        return ScheduledChange(schedule_id=raw["id"], effective_at=utc(current["end_date"]))
+
+    # -- items ---------------------------------------------------------------------------
+
+    def item_changes(self, remote: RemoteSubscription, target: Plan) -> list[Json]:
+        """The `items` of an update from the subscription as it is to `target`, in line order.
+
+        Deterministic for one subscription state, so a retry sends the very same request (and
+        Stripe replays it under the same idempotency key). A line the target drops is set to
+        quantity 0 rather than deleted: pending updates (`pending_if_incomplete`) accept only
+        id, price and quantity; a zero-quantity item bills nothing and maps to no line.
+        """
+        wanted = {line.key: line for line in plan_lines(self.catalog, target)}
+        by_key: dict[str, list[RemoteItem]] = {}
+        for item in remote.items:
+            if item.line is None:
+                if item.quantity and remote.plan and remote.plan.interval != target.interval:
+                    raise BillingRejected(
+                        f"subscription item {item.id} has a price Upshift does not sell, so its "
+                        "billing interval cannot be changed here"
+                    )
+                continue
+            by_key.setdefault(item.line.key, []).append(item)
+        changes: list[Json] = []
+        for key in sorted(set(wanted) | set(by_key)):
+            items = by_key.get(key, [])
+            line = wanted.get(key)
+            if line is None:
+                changes.extend(self._emptied(item, target.interval) for item in items)
+                continue
+            if not items:
+                price = self.prices.price_id(line.lookup_key)
+                changes.append({"price": price, "quantity": line.quantity})
+                continue
+            first, *rest = items
+            change: Json = {"id": first.id}
+            assert first.line is not None
+            if first.line.lookup_key != line.lookup_key:
+                change["price"] = self.prices.price_id(line.lookup_key)
+            if first.quantity != line.quantity:
+                change["quantity"] = line.quantity
+            changes.append(change)
+            changes.extend(self._emptied(item, target.interval) for item in rest)
+        return [change for change in changes if len(change) > 1]
+
+    def _emptied(self, item: RemoteItem, interval: Interval) -> Json:
+        change: Json = {"id": item.id}
+        assert item.line is not None
+        if item.line.interval != interval:
+            # Every item of a subscription bills on one interval, the dropped ones included.
+            counterpart = self.prices.counterpart(item.line, interval)
+            if counterpart is None:
+                raise BillingRejected(
+                    f"'{item.line.lookup_key}' has no {interval.value} price to move to"
+                )
+            change["price"] = self.prices.price_id(counterpart)
+        if item.quantity:
+            change["quantity"] = 0
+        return change
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _subscription(self, account: BillingAccount) -> RemoteSubscription:
+        if account.subscription_id is None:
+            raise AccountNotLinked(
+                f"account '{account.account_id}' has no Stripe subscription to change",
+            )
+        return self.billing.subscription(account.subscription_id)
+
+    def _landed_invoice(self, remote: RemoteSubscription, quote: Quote) -> Json | None:
+        """The invoice of this very change when Stripe already has it, else None."""
+        if remote.plan != quote.target or remote.latest_invoice is None:
+            return None
+        with stripe_errors("read the latest invoice"):
+            invoice = as_json(self.client.v1.invoices.retrieve(remote.latest_invoice))
+        if invoice.get("status") == "paid" and self._is_change_invoice(invoice, quote):
+            return invoice
+        return None
+
+    @staticmethod
+    def _is_change_invoice(invoice: Json, quote: Quote) -> bool:
+        details = (invoice.get("parent") or {}).get("subscription_details") or {}
+        return invoice.get("billing_reason") == "subscription_update" and details.get(
+            "subscription_proration_date"
+        ) == unix(quote.proration_date)
+
+    def _release_schedule(self, remote: RemoteSubscription, idempotency_key: str) -> None:
+        """A change applied now supersedes a downgrade waiting for the period end."""
+        if remote.schedule is None:
+            return
+        with stripe_errors("release the scheduled change"):
+            schedule = self.client.v1.subscription_schedules.retrieve(remote.schedule)
+            if schedule.status in ("active", "not_started"):
+                self.client.v1.subscription_schedules.release(
+                    remote.schedule, options={"idempotency_key": f"{idempotency_key}:release"}
+                )
+
+    @staticmethod
+    def _current_phase(schedule: Json) -> Json:
+        current = schedule.get("current_phase") or {}
+        for phase in schedule["phases"]:
+            if phase["start_date"] == current.get("start_date"):
+                return phase
+        return schedule["phases"][0]
+
+    def _money(self, minor: int) -> Money:
+        return Money(int(minor), self.catalog.currency)
+
+    def _lines(self, invoice: Json) -> tuple[ProrationLine, ...]:
+        """Stripe's invoice lines as ProrationLines, worded and ordered as the local engine's
+        (credits then charges, by line key), so a preview equals the local quote exactly when
+        the amounts, periods and quantities agree."""
+        lines: list[ProrationLine] = []
+        for raw in invoice["lines"]["data"]:
+            amount = int(raw["amount"])
+            if amount == 0:
+                continue
+            price_id = ((raw.get("pricing") or {}).get("price_details") or {}).get("price")
+            line = self.prices.line_of_id(price_id) if price_id else None
+            details = (raw.get("parent") or {}).get("subscription_item_details") or {}
+            proration = bool(details.get("proration"))
+            if line is None:
+                key, description = f"stripe:{price_id}", str(raw.get("description") or "")
+            elif not proration:
+                key, description = line.key, line.description
+            else:
+                word = "Unused time on" if amount < 0 else "Remaining time on"
+                key, description = line.key, f"{word} {line.description}"
+            lines.append(
+                ProrationLine(
+                    key=key,
+                    description=description,
+                    amount=self._money(amount),
+                    period=Period(utc(raw["period"]["start"]), utc(raw["period"]["end"])),
+                    proration=proration,
+                    quantity=int(raw.get("quantity") or 0),
+                )
+            )
+        lines.sort(key=lambda line: (line.amount.minor >= 0, line.key))
+        return tuple(lines)
+
+    def _billed(self, quote: Quote, invoice: Json | None) -> tuple[BilledLine, ...]:
+        """What was charged per line: the quote's, with Stripe's own charge where it has one."""
+        charged = {
+            line.key: line
+            for line in (self._lines(invoice) if invoice else ())
+            if line.amount.minor > 0
+        }
+        billed = []
+        for line in quote.new_billed:
+            stripe_line = charged.get(line.key)
+            if stripe_line is not None:
+                line = replace(
+                    line,
+                    billed_minor=stripe_line.amount.minor,
+                    billed_from=stripe_line.period.start,
+                )
+            billed.append(line)
+        return tuple(billed)

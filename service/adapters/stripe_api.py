@@ -1,0 +1,435 @@
+"""Stripe as Upshift sees it: one client, prices by lookup key, subscriptions as plans."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+
+from service.domain.accounts import Plan, plan_lines
+from service.domain.catalog import Catalog, Interval
+from service.domain.errors import BillingUnavailable, Conflict, PaymentDeclined
+from service.domain.periods import Period
+from service.settings import Settings
+
+log = logging.getLogger("upshift.stripe")
+
+# Pinned to the version the SDK (stripe 16.x) is typed for, whatever the account's default is.
+STRIPE_API_VERSION = "2026-10-28.endive"
+MAX_NETWORK_RETRIES = 2
+PRICE_CACHE_TTL_S = 300.0  # `catalog sync-stripe` may move a lookup key while the service runs
+LOOKUP_KEY_METADATA = "upshift_lookup_key"  # set by sync-stripe; survives a moved lookup key
+ACCOUNT_METADATA = "upshift_account_id"  # links a subscription created elsewhere to an account
+
+Json = dict[str, Any]
+
+
+class StripeNotConfigured(ValueError):
+    """billing_backend=stripe without the settings it needs: the service refuses to start."""
+
+
+class BillingRejected(Conflict):
+    """Stripe refused the request: its state and ours disagree, or the catalog is not synced."""
+
+    code = "billing_rejected"
+    title = "Billing provider refused the change"
+
+
+class InvalidWebhook(Exception):
+    """A webhook that is not provably Stripe's (bad, stale or missing signature, or no event)."""
+
+    def __init__(self, detail: str, *, code: str = "invalid_signature") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code
+
+
+def connect_stripe(settings: Settings, catalog: Catalog) -> StripeBilling:
+    """The one StripeClient of the process (API version pinned, retries on), with its caches."""
+    if settings.stripe_secret_key is None:
+        raise StripeNotConfigured(
+            "UPSHIFT_STRIPE_SECRET_KEY is required when UPSHIFT_BILLING_BACKEND=stripe"
+        )
+    secret = settings.stripe_webhook_secret
+    return StripeBilling(
+        stripe_client(settings), catalog, secret.get_secret_value() if secret else None
+    )
+
+
+def stripe_client(settings: Settings) -> stripe.StripeClient:
+    """A StripeClient from the settings (the CLI uses one on its own, without the caches)."""
+    if settings.stripe_secret_key is None:
+        raise StripeNotConfigured("UPSHIFT_STRIPE_SECRET_KEY is not set")
+    return stripe.StripeClient(
+        settings.stripe_secret_key.get_secret_value(),
+        stripe_version=STRIPE_API_VERSION,
+        max_network_retries=MAX_NETWORK_RETRIES,
+        base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None,
+        # Stripe's default waits 80 s; a customer is waiting on the other end of an upgrade.
+        http_client=stripe.RequestsClient(timeout=30),
+    )
+
+
+def as_json(obj: Any) -> Json:
+    """A plain dict of an SDK object (StripeObject subclasses dict but nests its own types)."""
+    if isinstance(obj, stripe.StripeObject):
+        return obj.to_dict()
+    return dict(obj)
+
+
+def _id_of(value: Any) -> str | None:
+    """The id of an expandable field, expanded or not."""
+    if isinstance(value, dict):
+        return str(value["id"])
+    return value if isinstance(value, str) else None
+
+
+def utc(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(int(timestamp), UTC)
+
+
+def unix(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+@contextmanager
+def stripe_errors(action: str) -> Iterator[None]:
+    """Stripe's errors in the domain's words: 402 declined, 409 refused, 503 unreachable."""
+    try:
+        yield
+    except stripe.CardError as exc:
+        raise PaymentDeclined(
+            exc.user_message or "Your card was declined.", code=exc.code or "card_declined"
+        ) from exc
+    except stripe.IdempotencyError as exc:
+        raise BillingRejected(
+            f"Stripe refused to {action}: this request was already sent with other parameters "
+            f"({exc.user_message})",
+            code="billing_idempotency_conflict",
+        ) from exc
+    except stripe.InvalidRequestError as exc:
+        raise BillingRejected(f"Stripe refused to {action}: {exc.user_message}") from exc
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        log.error("Stripe rejected our credentials while trying to %s: %s", action, exc)
+        raise BillingUnavailable(f"billing is misconfigured; could not {action}") from exc
+    except stripe.RateLimitError as exc:
+        raise BillingUnavailable(f"Stripe is rate limiting; could not {action}") from exc
+    except stripe.StripeError as exc:
+        # APIConnectionError (after the SDK's retries) and 5xx APIError: the outcome is unknown
+        # or nothing happened; a retry with the same idempotency key is safe either way.
+        log.warning("Stripe unavailable while trying to %s: %r", action, exc)
+        raise BillingUnavailable(f"Stripe could not be reached to {action}; retry later") from exc
+
+
+# --- the catalog's prices, as Stripe knows them --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogLine:
+    """What one catalog price is: its plan line key, whose line (tier or add-on), its interval."""
+
+    lookup_key: str
+    key: str  # "base", "seats" or "addon:{key}"
+    owner: str  # the tier key (base, seats) or the add-on key
+    interval: Interval
+    description: str
+
+
+def catalog_lines(catalog: Catalog) -> dict[str, CatalogLine]:
+    """Every sellable price by lookup key, described as plan_lines describes it."""
+    lines: dict[str, CatalogLine] = {}
+    for tier_key, tier in catalog.tiers.items():
+        for interval in tier.prices:
+            widest = Plan(tier_key, interval, tier.seats.max, dict.fromkeys(tier.addons, 1))
+            for line in plan_lines(catalog, widest):
+                owner = (
+                    line.key.removeprefix("addon:") if line.key.startswith("addon:") else tier_key
+                )
+                lines[line.lookup_key] = CatalogLine(
+                    line.lookup_key, line.key, owner, interval, line.description
+                )
+    return lines
+
+
+class StripePrices:
+    """Stripe price ids by lookup key (resolved in batches, cached) and the way back."""
+
+    def __init__(self, client: stripe.StripeClient, catalog: Catalog) -> None:
+        self.client = client
+        self.lines = catalog_lines(catalog)
+        self._lock = threading.Lock()
+        self._ids: dict[str, str] = {}
+        self._resolved_at = 0.0
+        self._lookup_of_id: dict[str, str | None] = {}
+
+    def price_id(self, lookup_key: str) -> str:
+        with self._lock:
+            if lookup_key not in self._ids or time.monotonic() - self._resolved_at > (
+                PRICE_CACHE_TTL_S
+            ):
+                self._resolve()
+            price_id = self._ids.get(lookup_key)
+        if price_id is None:
+            raise BillingRejected(
+                f"Stripe has no price with lookup_key '{lookup_key}'; run "
+                "`upshift catalog sync-stripe --apply`",
+                code="stripe_price_missing",
+            )
+        return price_id
+
+    def _resolve(self) -> None:
+        keys = sorted(self.lines)
+        found: dict[str, str] = {}
+        with stripe_errors("look up the catalog's prices"):
+            for start in range(0, len(keys), 10):  # Stripe takes up to 10 lookup keys a call
+                batch = keys[start : start + 10]
+                prices = self.client.v1.prices.list(params={"lookup_keys": batch, "limit": 10})
+                for price in prices.data:
+                    if price.lookup_key and price.active:
+                        found[price.lookup_key] = price.id
+                        self._lookup_of_id[price.id] = price.lookup_key
+        self._ids = found
+        self._resolved_at = time.monotonic()
+
+    def remember(self, price: Mapping[str, Any]) -> CatalogLine | None:
+        """The catalog line of a price object (an item's), remembering its id for invoices."""
+        lookup_key = price.get("lookup_key") or (price.get("metadata") or {}).get(
+            LOOKUP_KEY_METADATA
+        )
+        with self._lock:
+            self._lookup_of_id[price["id"]] = lookup_key
+        return self.lines.get(lookup_key) if lookup_key else None
+
+    def line_of_id(self, price_id: str) -> CatalogLine | None:
+        with self._lock:
+            known = price_id in self._lookup_of_id
+            lookup_key = self._lookup_of_id.get(price_id)
+        if not known:
+            with stripe_errors("read a price"):
+                return self.remember(as_json(self.client.v1.prices.retrieve(price_id)))
+        return self.lines.get(lookup_key) if lookup_key else None
+
+    def counterpart(self, line: CatalogLine, interval: Interval) -> str | None:
+        """The lookup key of the same line (same tier or add-on) billed every `interval`."""
+        for other in self.lines.values():
+            if (other.key, other.owner, other.interval) == (line.key, line.owner, interval):
+                return other.lookup_key
+        return None
+
+
+# --- a subscription as Upshift sees it -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteItem:
+    id: str
+    price_id: str
+    quantity: int
+    line: CatalogLine | None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSubscription:
+    """A Stripe subscription mapped onto the catalog; `plan` is None when it maps to no tier."""
+
+    id: str
+    customer_id: str
+    status: str
+    plan: Plan | None
+    period: Period
+    currency: str
+    items: tuple[RemoteItem, ...]
+    metadata: Mapping[str, str]
+    latest_invoice: str | None
+    schedule: str | None
+    has_pending_update: bool
+
+
+def plan_from_items(catalog: Catalog, items: tuple[RemoteItem, ...]) -> Plan | None:
+    """Tier and interval from the base item, seats = included + the seat item's quantity,
+    add-ons from their items; items at quantity 0 (removed lines, see `item_changes`) count
+    as absent."""
+    bases = [item for item in items if item.line and item.line.key == "base" and item.quantity]
+    if len(bases) != 1:
+        return None
+    base = bases[0].line
+    assert base is not None
+    seats = catalog.tiers[base.owner].seats.included
+    addons: dict[str, int] = {}
+    for item in items:
+        if item.line is None or not item.quantity or item.line.key == "base":
+            continue
+        if item.line.key == "seats":
+            seats += item.quantity
+        else:
+            addons[item.line.owner] = addons.get(item.line.owner, 0) + item.quantity
+    return Plan(tier=base.owner, interval=base.interval, seats=seats, addons=addons)
+
+
+class StripeBilling:
+    """Everything that talks to Stripe, built once per process (app.state.stripe)."""
+
+    def __init__(
+        self, client: stripe.StripeClient, catalog: Catalog, webhook_secret: str | None
+    ) -> None:
+        self.client = client
+        self.catalog = catalog
+        self.prices = StripePrices(client, catalog)
+        self.webhook_secret = webhook_secret
+
+    def subscription(self, subscription_id: str) -> RemoteSubscription:
+        with stripe_errors("read the subscription"):
+            raw = self.client.v1.subscriptions.retrieve(subscription_id)
+        return self.remote(as_json(raw))
+
+    def remote(self, raw: Json) -> RemoteSubscription:
+        items = tuple(
+            RemoteItem(
+                item["id"],
+                item["price"]["id"],
+                int(item.get("quantity") or 0),
+                self.prices.remember(item["price"]),
+            )
+            for item in raw["items"]["data"]
+        )
+        first = raw["items"]["data"][0] if raw["items"]["data"] else {}
+        start = first.get("current_period_start") or raw.get("billing_cycle_anchor") or 0
+        end = first.get("current_period_end") or start + 1
+        return RemoteSubscription(
+            id=raw["id"],
+            customer_id=_id_of(raw["customer"]) or "",
+            status=raw["status"],
+            plan=plan_from_items(self.catalog, items),
+            period=Period(utc(start), utc(end)),
+            currency=str(raw.get("currency") or self.catalog.currency).upper(),
+            items=items,
+            metadata=dict(raw.get("metadata") or {}),
+            latest_invoice=_id_of(raw.get("latest_invoice")),
+            schedule=_id_of(raw.get("schedule")),
+            has_pending_update=raw.get("pending_update") is not None,
+        )
+
+    def verify_event(self, payload: bytes, signature: str | None) -> Json:
+        """The event, once its signature and timestamp check out; raises InvalidWebhook."""
+        if not self.webhook_secret:
+            raise InvalidWebhook(
+                "no Stripe webhook secret is configured", code="webhook_not_configured"
+            )
+        try:
+            self.client.construct_event(payload, signature, self.webhook_secret)
+        except stripe.SignatureVerificationError as exc:
+            raise InvalidWebhook(str(exc.user_message or exc)) from None
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            # The signature matched, yet the body is no Stripe event.
+            raise InvalidWebhook(f"not a Stripe event: {exc}", code="invalid_event") from None
+        # Stored as sent: the SDK's objects carry Decimals that JSON columns cannot hold.
+        raw = json.loads(payload)
+        data = raw.get("data") if isinstance(raw, dict) else None
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("id"), str)
+            or not isinstance(raw.get("type"), str)
+            or not isinstance(data, dict)
+            or not isinstance(data.get("object"), dict)
+        ):
+            raise InvalidWebhook("the event lacks id, type or data.object", code="invalid_event")
+        return raw
+
+
+# --- products and prices, for `catalog sync-stripe` ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StripeProduct:
+    id: str
+    name: str
+    active: bool
+    metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StripePrice:
+    id: str
+    lookup_key: str | None
+    product: str
+    currency: str  # lower case, as Stripe writes it
+    unit_amount: int | None
+    interval: str | None
+    interval_count: int
+    active: bool
+    metadata: Mapping[str, str]
+
+
+class StripeCatalogStore:
+    """Reads and writes of Stripe products and prices; every write carries an idempotency key."""
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self.client = client
+
+    def products(self, ids: list[str]) -> dict[str, StripeProduct]:
+        found: dict[str, StripeProduct] = {}
+        with stripe_errors("list products"):
+            for start in range(0, len(ids), 100):
+                listed = self.client.v1.products.list(
+                    params={"ids": ids[start : start + 100], "limit": 100}
+                )
+                for raw in (as_json(product) for product in listed.data):
+                    found[raw["id"]] = StripeProduct(
+                        raw["id"], raw["name"], bool(raw["active"]), dict(raw.get("metadata") or {})
+                    )
+        return found
+
+    def prices(self, lookup_keys: list[str]) -> dict[str, StripePrice]:
+        found: dict[str, StripePrice] = {}
+        with stripe_errors("list prices"):
+            for start in range(0, len(lookup_keys), 10):  # Stripe's limit per call
+                listed = self.client.v1.prices.list(
+                    params={"lookup_keys": lookup_keys[start : start + 10], "limit": 10}
+                )
+                for raw in (as_json(price) for price in listed.data):
+                    recurring = raw.get("recurring") or {}
+                    found[raw["lookup_key"]] = StripePrice(
+                        id=raw["id"],
+                        lookup_key=raw["lookup_key"],
+                        product=_id_of(raw["product"]) or "",
+                        currency=raw["currency"],
+                        unit_amount=raw.get("unit_amount"),
+                        interval=recurring.get("interval"),
+                        interval_count=int(recurring.get("interval_count") or 1),
+                        active=bool(raw["active"]),
+                        metadata=dict(raw.get("metadata") or {}),
+                    )
+        return found
+
+    def create_product(
+        self, product_id: str, name: str, metadata: Mapping[str, str], idempotency_key: str
+    ) -> None:
+        with stripe_errors(f"create product {product_id}"):
+            self.client.v1.products.create(
+                params={"id": product_id, "name": name, "metadata": dict(metadata)},
+                options={"idempotency_key": idempotency_key},
+            )
+
+    def update_product(self, product_id: str, changes: Mapping[str, Any]) -> None:
+        with stripe_errors(f"update product {product_id}"):
+            self.client.v1.products.update(product_id, params=dict(changes))  # type: ignore[arg-type]
+
+    def create_price(self, params: Mapping[str, Any], idempotency_key: str) -> str:
+        with stripe_errors(f"create price {params.get('lookup_key')}"):
+            price = self.client.v1.prices.create(
+                params=dict(params),  # type: ignore[arg-type]
+                options={"idempotency_key": idempotency_key},
+            )
+        return str(price.id)
+
+    def update_price(self, price_id: str, changes: Mapping[str, Any]) -> None:
+        with stripe_errors(f"update price {price_id}"):
+            self.client.v1.prices.update(price_id, params=dict(changes))  # type: ignore[arg-type]

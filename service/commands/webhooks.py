@@ -1,0 +1,47 @@
+"""`upshift webhooks …`: re-run stored Stripe events whose processing has not succeeded yet."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from service.settings import Settings
+
+
+@click.group()
+def webhooks() -> None:
+    """The Stripe webhook inbox."""
+
+
+@webhooks.command("process")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+def process(limit: int) -> None:
+    """Process unhandled events, oldest first, each in its own transaction; exits 1 if any
+    still fails (its error is kept on the event)."""
+    from service.adapters.catalog_loader import load_catalog
+    from service.adapters.db import make_engine, make_session_factory
+    from service.adapters.stripe_api import StripeNotConfigured, connect_stripe
+    from service.domain.catalog import CatalogError
+    from service.ports import SystemClock
+    from service.services.webhooks import process_unhandled
+
+    settings = Settings()
+    try:
+        catalog = load_catalog(settings.catalog_path)
+        billing = connect_stripe(settings, catalog)
+    except (CatalogError, StripeNotConfigured) as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    engine = make_engine(settings.database_url)
+    try:
+        report = process_unhandled(
+            make_session_factory(engine), billing, catalog, SystemClock(), limit=limit
+        )
+    finally:
+        engine.dispose()
+    click.echo(
+        f"processed {report.processed}, ignored {report.ignored}, still failing {report.failed}"
+    )
+    if report.failed:
+        sys.exit(1)

@@ -1,0 +1,357 @@
+"""Stripe webhooks: verified events into the inbox, each subscription synced onto its account."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.adapters.billing_repository import ScheduledChangeRepository
+from service.adapters.billing_tables import WebhookEventRow
+from service.adapters.db import transaction
+from service.adapters.ledger_repository import LedgerRepository
+from service.adapters.orm import AccountRow
+from service.adapters.repositories import AccountRepository
+from service.adapters.stripe_api import (
+    ACCOUNT_METADATA,
+    InvalidWebhook,
+    RemoteSubscription,
+    StripeBilling,
+    utc,
+)
+from service.adapters.webhook_inbox import WebhookInbox, account_by_subscription
+from service.domain.accounts import AccountStatus, Plan
+from service.domain.catalog import Catalog
+from service.domain.errors import DomainError
+from service.domain.ledger import PlanSnapshot, Source
+from service.domain.periods import Period
+from service.ports import Clock
+from service.services.accounts import account_mrr, plan_of, plan_snapshot
+from service.services.ledger import ledger_balances, record_movement
+
+log = logging.getLogger("upshift.webhooks")
+
+SOURCE = "stripe"
+SUBSCRIPTION_EVENTS = frozenset(
+    {
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.pending_update_applied",
+        "customer.subscription.pending_update_expired",
+    }
+)
+INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
+SYNCED_EVENTS = SUBSCRIPTION_EVENTS | INVOICE_EVENTS
+
+# Stripe's subscription statuses in the account's words; the others (incomplete, paused) are
+# not a billing state Upshift models, so an account is left as it is until they resolve.
+STATUS_OF: Mapping[str, AccountStatus] = {
+    "active": AccountStatus.active,
+    "trialing": AccountStatus.trialing,
+    "past_due": AccountStatus.past_due,
+    "unpaid": AccountStatus.past_due,
+    "canceled": AccountStatus.canceled,
+    "incomplete_expired": AccountStatus.canceled,
+}
+
+
+class WebhookRejected(DomainError):
+    code = "invalid_signature"
+    title = "Webhook rejected"
+    status = 400
+
+
+class UnmappableSubscription(Exception):
+    """The subscription's items name no catalog tier: fix the catalog or Stripe, then retry."""
+
+
+class Outcome(StrEnum):
+    processed = "processed"  # the account was compared with Stripe (and updated if it differed)
+    ignored = "ignored"  # not an event Upshift syncs, or no account is billed by it
+    duplicate = "duplicate"  # handled before: a replay is a no-op
+    pending_retry = "pending_retry"  # stored, but processing failed; retried later
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    status: Outcome
+    event_id: str
+    event_type: str
+    account_id: str | None = None
+    detail: str | None = None
+
+
+def receive_stripe_event(
+    session: Session,
+    billing: StripeBilling | None,
+    catalog: Catalog,
+    now: datetime,
+    payload: bytes,
+    signature: str | None,
+) -> Receipt:
+    """Verify, store once, process inline (same transaction). Nothing is stored unless the
+    signature is Stripe's and fresh; an event handled before is answered as a duplicate."""
+    if billing is None:
+        raise WebhookRejected(
+            "Stripe webhooks need UPSHIFT_BILLING_BACKEND=stripe", code="webhook_not_configured"
+        )
+    try:
+        event = billing.verify_event(payload, signature)
+    except InvalidWebhook as exc:
+        raise WebhookRejected(exc.detail, field="Stripe-Signature", code=exc.code) from None
+    inbox = WebhookInbox(session)
+    row = WebhookEventRow(
+        source=SOURCE,
+        external_id=event["id"][:255],
+        type=event["type"][:100],
+        payload=event,
+        received_at=now,
+        handled_at=None,
+        error=None,
+    )
+    if not inbox.add(row):
+        stored = inbox.get(SOURCE, row.external_id, for_update=True)
+        assert stored is not None
+        if stored.handled_at is not None:
+            return Receipt(Outcome.duplicate, stored.external_id, stored.type)
+        row = stored  # a redelivery of an event whose processing failed: try again
+    return process_event(session, billing, catalog, row, now)
+
+
+def process_event(
+    session: Session, billing: StripeBilling, catalog: Catalog, row: WebhookEventRow, now: datetime
+) -> Receipt:
+    """Handle one stored event in a savepoint: on failure nothing but the error is kept."""
+    try:
+        with session.begin_nested():
+            receipt = _handle(session, billing, catalog, row, now)
+    except Exception as exc:  # recorded on the event, which stays unhandled for a retry
+        log.warning("processing Stripe event %s failed", row.external_id, exc_info=True)
+        detail = exc.detail if isinstance(exc, DomainError) else str(exc)
+        row.error = f"{type(exc).__name__}: {detail}"[:1000]
+        row.handled_at = None
+        session.flush()
+        return Receipt(Outcome.pending_retry, row.external_id, row.type, detail=row.error)
+    row.handled_at = now
+    row.error = None
+    session.flush()
+    return receipt
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    processed: int
+    ignored: int
+    failed: int
+
+
+def process_unhandled(
+    factory: sessionmaker[Session],
+    billing: StripeBilling,
+    catalog: Catalog,
+    clock: Clock,
+    *,
+    limit: int = 1000,
+) -> BatchReport:
+    """Re-run stored events that are not handled yet, oldest first, one transaction each."""
+    with transaction(factory) as session:
+        ids = WebhookInbox(session).unhandled_ids(SOURCE, limit)
+    counts = {outcome: 0 for outcome in Outcome}
+    for row_id in ids:
+        with transaction(factory) as session:
+            row = WebhookInbox(session).lock(row_id)
+            if row is None or row.handled_at is not None:
+                continue  # handled meanwhile by a redelivery
+            counts[process_event(session, billing, catalog, row, clock.now()).status] += 1
+    return BatchReport(
+        counts[Outcome.processed], counts[Outcome.ignored], counts[Outcome.pending_retry]
+    )
+
+
+# --- syncing a subscription onto its account -----------------------------------------------
+
+
+def _handle(
+    session: Session, billing: StripeBilling, catalog: Catalog, row: WebhookEventRow, now: datetime
+) -> Receipt:
+    event = row.payload
+    obj = event["data"]["object"]
+    subscription_id = _subscription_id(row.type, obj)
+    if row.type not in SYNCED_EVENTS or subscription_id is None:
+        return Receipt(Outcome.ignored, row.external_id, row.type, detail="not synced")
+    # The account is locked before Stripe is asked, so a snapshot read here can never be older
+    # than a change another writer (an upgrade) commits to the account meanwhile.
+    account = account_by_subscription(session, subscription_id) or _linked_by_metadata(
+        session, subscription_id, obj
+    )
+    if account is None:
+        detail = f"no account is billed by subscription {subscription_id}"
+        return Receipt(Outcome.ignored, row.external_id, row.type, detail=detail)
+    # Re-fetched rather than read from the event, so the order events arrive in does not matter.
+    remote = billing.subscription(subscription_id)
+    invoice_id = obj.get("id") if row.type in INVOICE_EVENTS else None
+    changed = sync_account(
+        session,
+        catalog,
+        account,
+        remote,
+        idempotency_key=f"webhook:{SOURCE}:{row.external_id}",
+        happened_at=utc(int(event.get("created") or 0)),
+        now=now,
+        invoice_id=invoice_id,
+    )
+    detail = "account updated" if changed else "account already matches Stripe"
+    return Receipt(Outcome.processed, row.external_id, row.type, account.id, detail)
+
+
+def _subscription_id(event_type: str, obj: Mapping[str, Any]) -> str | None:
+    if event_type in SUBSCRIPTION_EVENTS:
+        value = obj.get("id")
+    else:
+        parent = obj.get("parent") or {}
+        value = (parent.get("subscription_details") or {}).get("subscription")
+    return value if isinstance(value, str) and value else None
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(obj.get("metadata"), dict) and obj.get("object") == "subscription":
+        return obj["metadata"]
+    details = (obj.get("parent") or {}).get("subscription_details") or {}
+    return details.get("metadata") or {}
+
+
+def _linked_by_metadata(
+    session: Session, subscription_id: str, obj: Mapping[str, Any]
+) -> AccountRow | None:
+    """A subscription created outside Upshift names its account in metadata; it is linked
+    unless that account is already billed by another live subscription."""
+    account_id = _metadata(obj).get(ACCOUNT_METADATA)
+    if not isinstance(account_id, str) or not account_id:
+        return None
+    account = AccountRepository(session).get(account_id, for_update=True)
+    if account is None:
+        return None
+    if account.billing_subscription_id not in (None, subscription_id) and (
+        account.status != AccountStatus.canceled
+    ):
+        log.warning(
+            "subscription %s names account %s, which is billed by %s; not linked",
+            subscription_id,
+            account_id,
+            account.billing_subscription_id,
+        )
+        return None
+    return account
+
+
+def sync_account(
+    session: Session,
+    catalog: Catalog,
+    account: AccountRow,
+    remote: RemoteSubscription,
+    *,
+    idempotency_key: str,
+    happened_at: datetime,
+    now: datetime,
+    invoice_id: str | None = None,
+) -> bool:
+    """Bring the account to the subscription's plan, status and period; True if it moved.
+
+    Any move of MRR is one ledger movement with source `webhook`: churn on cancellation, a
+    contraction for a downgrade that took effect, and so on. A change Upshift applied itself
+    is already on the account (and in the ledger), so its webhooks find nothing to do.
+    """
+    status = STATUS_OF.get(remote.status)
+    if status is None:
+        log.info("subscription %s is %s: not synced", remote.id, remote.status)
+        return False
+    plan = remote.plan
+    if plan is None:
+        raise UnmappableSubscription(
+            f"subscription {remote.id} has no single base item with a catalog price"
+        )
+    if _state(account) == (plan, status, remote.period, remote.customer_id, remote.id):
+        return False
+    before = plan_snapshot(account)
+    account.tier = plan.tier
+    account.interval = plan.interval.value
+    account.seats = plan.seats
+    account.addons = dict(sorted(plan.addons.items()))
+    account.status = status.value
+    account.current_period_start = remote.period.start
+    account.current_period_end = remote.period.end
+    account.billing_customer_id = remote.customer_id
+    account.billing_subscription_id = remote.id
+    account.updated_at = now
+    session.flush()
+    _settle_scheduled(session, account.id, plan)
+    _record(session, catalog, account, before, idempotency_key, happened_at, now, invoice_id)
+    return True
+
+
+def _state(account: AccountRow) -> tuple[Plan, str, Period, str | None, str | None]:
+    return (
+        plan_of(account),
+        account.status,
+        Period(account.current_period_start, account.current_period_end),
+        account.billing_customer_id,
+        account.billing_subscription_id,
+    )
+
+
+def _settle_scheduled(session: Session, account_id: str, plan: Plan) -> None:
+    """A scheduled change Stripe has now applied is no longer pending."""
+    for change in ScheduledChangeRepository(session).pending(account_id):
+        target = change.target
+        if (
+            target.get("tier") == plan.tier
+            and target.get("interval") == plan.interval.value
+            and target.get("seats") == plan.seats
+            and dict(target.get("addons") or {}) == plan.addons
+        ):
+            change.status = "applied"
+    session.flush()
+
+
+def _record(
+    session: Session,
+    catalog: Catalog,
+    account: AccountRow,
+    before: PlanSnapshot,
+    idempotency_key: str,
+    happened_at: datetime,
+    now: datetime,
+    invoice_id: str | None,
+) -> None:
+    repository = LedgerRepository(session)
+    # Taken before the balance is read, so no other appender moves it in between.
+    repository.lock_for_append()
+    mrr_after = account_mrr(catalog, account).minor
+    mrr_before = ledger_balances(session, account.id).get(account.currency, 0)
+    last = repository.position(account.id, account.currency).last_occurred_at
+    # Dated when Stripe says it happened, but never before the account's last movement (the
+    # ledger is ordered) nor after now (a fake or skewed Stripe clock).
+    occurred_at = min(happened_at, now)
+    if last is not None and occurred_at < last:
+        occurred_at = last
+    record_movement(
+        session,
+        account_id=account.id,
+        currency=account.currency,
+        mrr_before=mrr_before,
+        mrr_after=mrr_after,
+        before=before,
+        after=plan_snapshot(account),
+        source=Source.WEBHOOK,
+        idempotency_key=idempotency_key,
+        occurred_at=occurred_at,
+        catalog_version=catalog.version,
+        stripe_invoice_id=invoice_id,
+        stripe_subscription_id=account.billing_subscription_id,
+    )
