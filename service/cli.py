@@ -42,6 +42,7 @@ def serve(host: str, port: int, demo: bool | None) -> None:
 
     from service.adapters.db import make_engine
     from service.adapters.db import migrate as run_migrations
+    from service.adapters.stripe_api import StripeNotConfigured
     from service.api.app import create_app
     from service.domain.catalog import CatalogError
 
@@ -50,7 +51,7 @@ def serve(host: str, port: int, demo: bool | None) -> None:
         settings = settings.model_copy(update={"seed_demo": demo})
     try:
         app = create_app(settings)
-    except CatalogError as exc:
+    except (CatalogError, StripeNotConfigured) as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
     if settings.is_sqlite:
@@ -63,7 +64,10 @@ def serve(host: str, port: int, demo: bool | None) -> None:
         state = app.state
         key = seed_demo(state.session_factory, state.catalog, state.clock)
         click.echo(f"demo account 'demo' ready; admin key (shown once): {key}")
-    click.echo(f"Upshift on http://{host}:{port}  (try /v1/catalog, /readyz)")
+    click.echo(
+        f"Upshift on http://{host}:{port}  (try /v1/catalog, /readyz)"
+        + (f"\ndemo: http://{host}:{port}/demo" if settings.seed_demo else "")
+    )
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
 
 
@@ -140,6 +144,10 @@ def _register_area_commands() -> None:
     main.add_command(signals.signals)
     main.add_command(ledger.ledger)
     main.add_command(ledger.report)
+    from service.commands import stripe_sync, webhooks
+
+    catalog.add_command(stripe_sync.sync_stripe)
+    main.add_command(webhooks.webhooks)
 
 
 _register_area_commands()

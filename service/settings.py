@@ -27,8 +27,33 @@ class Settings(BaseSettings):
         default=None,
         description="Signs offer and session tokens; a random one per process when unset",
     )
+    local_decline_accounts: list[str] = Field(
+        default_factory=list,
+        description="Local billing only: accounts whose payments are declined (tests, demo)",
+    )
+    offers_cache_ttl_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long offer inputs stay cached in-process; 0 turns the cache off. "
+        "This process's own changes drop entries at once; the upgrade re-checks everything.",
+    )
     seed_demo: bool = Field(default=False, description="Create the demo account and print a key")
     log_level: str = "INFO"
+    signal_webhook_urls: list[str] = Field(
+        default_factory=list,
+        description='Endpoints that receive expansion signals (JSON list: ["https://…"])',
+    )
+    signal_webhook_secret: SecretStr | None = Field(
+        default=None, description="Signs signal deliveries (HMAC-SHA256); required with URLs"
+    )
+    signal_webhook_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    signal_retry_base_s: float = Field(
+        default=5.0, gt=0, description="First retry delay; doubles per attempt"
+    )
+    signal_retry_max_s: float = Field(default=3600.0, gt=0, description="Longest retry delay")
+    signal_delivery_poll_s: float = Field(
+        default=2.0, gt=0, description="How often the in-app worker looks at the outbox"
+    )
 
     @property
     def is_sqlite(self) -> bool:

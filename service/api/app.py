@@ -11,8 +11,11 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
+from service.adapters.billing_local import LocalBillingGateway
+from service.adapters.billing_stripe import StripeBillingGateway
 from service.adapters.catalog_loader import load_catalog
 from service.adapters.db import make_engine, make_session_factory
+from service.adapters.stripe_api import StripeBilling, StripeNotConfigured, connect_stripe
 from service.api.metrics import MetricsMiddleware, RequestMetrics
 from service.api.problems import install_problem_handlers
 from service.api.routes import (
@@ -21,6 +24,7 @@ from service.api.routes import (
     health,
     ledger,
     offers,
+    pages,
     reports,
     signals,
     upgrades,
@@ -28,12 +32,27 @@ from service.api.routes import (
     webhooks,
 )
 from service.ports import Clock, SystemClock
+from service.services.billing import GatewayFactory
+from service.services.impressions import ImpressionBuffer
+from service.services.offer_cache import OfferInputsCache
+from service.services.outbox import start_delivery_worker
 from service.services.tokens import TokenSigner
 from service.settings import Settings
 
 log = logging.getLogger("upshift")
 
 API_VERSION = "0.1.0"
+
+
+def billing_gateways(
+    settings: Settings, declining_accounts: set[str], stripe_billing: StripeBilling | None = None
+) -> GatewayFactory:
+    """The billing backend for a request's session: local (embedded) or Stripe."""
+    if settings.billing_backend == "local":
+        return lambda session: LocalBillingGateway(session, declining_accounts)
+    if stripe_billing is None:
+        raise StripeNotConfigured("billing_backend=stripe needs the process's StripeBilling")
+    return lambda _session: StripeBillingGateway(stripe_billing)
 
 
 def create_app(
@@ -45,6 +64,10 @@ def create_app(
     """
     settings = settings or Settings()
     active_catalog = load_catalog(settings.catalog_path)
+    # One StripeClient for the process (its HTTP sessions are per thread); fails without a key.
+    stripe_billing = (
+        connect_stripe(settings, active_catalog) if settings.billing_backend == "stripe" else None
+    )
     if settings.token_secret is None:
         log.warning("UPSHIFT_TOKEN_SECRET is unset: tokens are signed with a per-process secret")
         settings = settings.model_copy(
@@ -55,7 +78,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # -- signal delivery (usage area): a worker only when signal webhook URLs are set --
+        signal_worker = start_delivery_worker(
+            _app.state.session_factory, settings, _app.state.clock
+        )
+        # -- end signal delivery --
+        _app.state.impressions.start()
         yield
+        _app.state.impressions.stop()
+        if signal_worker is not None:
+            signal_worker.stop()
         if owns_engine:
             engine.dispose()
 
@@ -76,9 +108,18 @@ def create_app(
     app.state.clock = clock or SystemClock()
     assert settings.token_secret is not None
     app.state.token_signer = TokenSigner(settings.token_secret.get_secret_value())
+    app.state.declining_accounts = set(settings.local_decline_accounts)
+    app.state.stripe = stripe_billing
+    app.state.billing_gateways = billing_gateways(
+        settings, app.state.declining_accounts, stripe_billing
+    )
+    app.state.offer_cache = OfferInputsCache(settings.offers_cache_ttl_s)
+    app.state.impressions = ImpressionBuffer(app.state.session_factory)
     app.state.metrics = RequestMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     install_problem_handlers(app)
+    # Matched before the FastAPI routes: the page-load hot path (see offers.fast_upgrade_offers).
+    app.router.routes.insert(0, offers.FAST_ROUTE)
     for module in (
         health,
         catalog,
@@ -90,6 +131,8 @@ def create_app(
         webhooks,
         ledger,
         reports,
+        pages,
     ):
         app.include_router(module.router)
+    app.mount("/static", pages.static_files(), name="static")
     return app

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from service.api.schemas import AccountId
 from service.domain.catalog import Catalog
 from service.domain.errors import DomainError, NotFound
-from service.ports import Clock
+from service.ports import BillingGateway, Clock
+from service.services.account_state import changed_accounts
 from service.services.api_keys import Principal, Scope, authenticate
+from service.services.renewals import renew_if_due
 from service.services.tokens import SESSION_PREFIX, InvalidToken, TokenSigner
 
 
@@ -30,21 +34,27 @@ class Forbidden(DomainError):
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request, committed when the endpoint returns, rolled back on error."""
+    """One transaction per request, committed when the endpoint returns, rolled back on error.
+
+    After the commit, accounts the transaction changed are dropped from the offer cache.
+    """
     factory = request.app.state.session_factory
-    with factory() as session, session.begin():
-        yield session
+    with factory() as session:
+        with session.begin():
+            yield session
+        request.app.state.offer_cache.invalidate(changed_accounts(session))
 
 
-def get_catalog(request: Request) -> Catalog:
+# The small dependencies are async: a sync one would cost a thread-pool hop per request.
+async def get_catalog(request: Request) -> Catalog:
     return request.app.state.catalog
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
-def get_signer(request: Request) -> TokenSigner:
+async def get_signer(request: Request) -> TokenSigner:
     return request.app.state.token_signer
 
 
@@ -53,6 +63,14 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SignerDep = Annotated[TokenSigner, Depends(get_signer)]
+
+
+def get_billing(request: Request, session: SessionDep) -> BillingGateway:
+    """The billing backend, bound to the request's own transaction (local billing writes in it)."""
+    return request.app.state.billing_gateways(session)
+
+
+BillingDep = Annotated[BillingGateway, Depends(get_billing)]
 AccountIdPath = Annotated[AccountId, Path(description="The product's own account id")]
 
 _bearer = HTTPBearer(
@@ -81,12 +99,8 @@ def get_principal(request: Request, credentials: BearerDep) -> Principal:
     return _server_key(request, _bearer_token(credentials))
 
 
-def account_principal(
-    account_id: AccountIdPath,
-    request: Request,
-    credentials: BearerDep,
-    signer: SignerDep,
-    clock: ClockDep,
+async def account_principal(
+    account_id: AccountIdPath, request: Request, credentials: BearerDep
 ) -> Principal:
     """An admin key, or a session token bound to exactly this account.
 
@@ -95,12 +109,14 @@ def account_principal(
     """
     raw = _bearer_token(credentials)
     if not raw.startswith(SESSION_PREFIX):
-        principal = _server_key(request, raw)
+        principal = await run_in_threadpool(_server_key, request, raw)
         if not principal.allows(Scope.admin):
             raise Forbidden("this key lacks the 'admin' scope", code="insufficient_scope")
         return principal
     try:
-        claims = signer.verify(SESSION_PREFIX, raw, clock.now())
+        # Read from app state, not through Depends: this runs on every offer page load.
+        state = request.app.state
+        claims = state.token_signer.verify(SESSION_PREFIX, raw, state.clock.now())
     except InvalidToken as exc:
         raise Unauthorized(exc.detail, code=exc.code) from None
     if claims.get("acc") != account_id:
@@ -123,3 +139,12 @@ AdminDep = Annotated[Principal, Depends(require_scope(Scope.admin))]
 IngestDep = Annotated[Principal, Depends(require_scope(Scope.ingest))]
 FinanceDep = Annotated[Principal, Depends(require_scope(Scope.finance))]
 AccountAccessDep = Annotated[Principal, Depends(account_principal)]
+
+
+def renew_first(request: Request, account_id: str, now: datetime) -> None:
+    """Local billing: roll the account into its current period before anything is priced."""
+    state = request.app.state
+    changed = renew_if_due(
+        state.session_factory, state.catalog, state.billing_gateways, account_id, now
+    )
+    state.offer_cache.invalidate(changed)

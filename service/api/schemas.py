@@ -10,7 +10,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 from service.domain.accounts import AccountStatus
 from service.domain.catalog import AddOnKind, FeatureKind, Interval, Timing
 
-AccountId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+AccountIdPattern = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+AccountId = Annotated[str, Field(pattern=AccountIdPattern)]
 AddonQuantities = dict[
     Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)],
     Annotated[StrictInt, Field(ge=1, le=1_000_000)],

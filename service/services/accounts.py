@@ -12,9 +12,12 @@ from service.adapters.repositories import AccountRepository
 from service.domain.accounts import AccountStatus, Plan, recurring_amount, validate_plan
 from service.domain.catalog import Catalog, Interval
 from service.domain.errors import Conflict, NotFound, ValidationFailed
+from service.domain.ledger import PlanSnapshot, Source
 from service.domain.money import Money, monthly_from_interval
 from service.domain.periods import add_months
 from service.ports import Clock
+from service.services.account_state import mark_changed
+from service.services.ledger import record_account_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,10 @@ class AccountInput:
 
 def plan_of(row: AccountRow) -> Plan:
     return Plan(tier=row.tier, interval=Interval(row.interval), seats=row.seats, addons=row.addons)
+
+
+def plan_snapshot(row: AccountRow) -> PlanSnapshot:
+    return PlanSnapshot(tier=row.tier, seats=row.seats, addons=dict(row.addons))
 
 
 def account_mrr(catalog: Catalog, row: AccountRow) -> Money:
@@ -87,6 +94,8 @@ def put_account(
             code="state_changed",
         )
     created = row is None
+    mark_changed(session, account_id)
+    before = None if row is None else plan_snapshot(row)
     if row is None:
         row = AccountRow(id=account_id, created_at=now)
     row.name = data.name
@@ -98,6 +107,7 @@ def put_account(
     row.status = data.status.value
     row.current_period_start = period_start
     row.current_period_end = period_end
+    row.billing_cycle_anchor = period_start
     row.billing_customer_id = data.billing_customer_id
     row.billing_subscription_id = data.billing_subscription_id
     row.updated_at = now
@@ -105,4 +115,22 @@ def put_account(
         repository.add(row)
     else:
         session.flush()
+    # Every PUT that moves MRR is one admin movement, keyed by the version it produced, so the
+    # ledger's sum for the account stays equal to its MRR.
+    record_account_state(
+        session,
+        account_id=account_id,
+        currency=row.currency,
+        mrr_after=account_mrr(catalog, row).minor,
+        before=before,
+        after=plan_snapshot(row),
+        source=Source.ADMIN,
+        idempotency_key=f"admin:put:{account_id}:{row.version}",
+        occurred_at=now,
+        catalog_version=catalog.version,
+    )
+    # The plan sets the limits: record the thresholds the account's usage crosses under it.
+    from service.services.signals import evaluate_account  # (signals imports this module)
+
+    evaluate_account(session, catalog, row, now)
     return row, created
