@@ -78,8 +78,12 @@ def put_account(
             code="currency_mismatch",
         )
     now = clock.now()
-    period_start = data.current_period_start or now
-    period_end = data.current_period_end or add_months(period_start, plan.interval.months)
+    # Whole seconds, as Stripe counts: a period starting mid-second would put "now, floored to
+    # the second" before its own start during that first second.
+    period_start = (data.current_period_start or now).replace(microsecond=0)
+    period_end = (
+        data.current_period_end or add_months(period_start, plan.interval.months)
+    ).replace(microsecond=0)
     if period_end <= period_start:
         raise ValidationFailed(
             "current_period_end must be after current_period_start", field="current_period_end"

@@ -47,7 +47,9 @@ class AccountNotBillable(Conflict):
 def pinned_proration_date(now: datetime, requested: datetime | None, period: Period) -> datetime:
     """The proration date a quote pins: now by default, whole seconds (as Stripe counts)."""
     moment = (requested or now).replace(microsecond=0)
-    if requested is not None and not period.start <= moment <= now:
+    if requested is None:
+        moment = max(moment, period.start)  # a period may start mid-second (stored before)
+    elif not period.start <= moment <= now:
         raise ValidationFailed(
             "proration_date must lie between the current period start and now",
             field="proration_date",

@@ -204,3 +204,15 @@ def test_session_tokens_need_an_admin_key_and_a_real_account(
         403,
         "insufficient_scope",
     )
+
+
+def test_a_quote_in_the_first_second_of_a_period(
+    client: TestClient, admin_headers: dict[str, str], clock: FakeClock
+) -> None:
+    clock.set(datetime(2026, 11, 10, 12, 0, 0, 750_000, tzinfo=UTC))
+    created = client.put("/v1/accounts/acme", json=ACME, headers=admin_headers).json()
+    assert created["current_period_start"] == "2026-11-10T12:00:00Z"  # whole seconds
+    clock.advance(seconds=0.1)
+    body = quote(client, admin_headers, {"seats": 9}).json()
+    assert body["proration_date"] == "2026-11-10T12:00:00Z"
+    assert body["amount_due_now"]["amount_minor"] == 3_000  # the whole period is left
