@@ -14,11 +14,11 @@ from service.domain.accounts import AccountStatus, Plan, plan_lines
 from service.domain.catalog import Catalog, Interval
 from service.domain.ledger import PlanSnapshot, Source
 from service.domain.periods import Period, add_months
-from service.domain.quotes import current_billed, plan_mrr
+from service.domain.quotes import current_billed
 from service.services.account_state import changed_accounts, mark_changed
-from service.services.accounts import plan_of
+from service.services.accounts import account_mrr, plan_of
 from service.services.billing import GatewayFactory, store_billed
-from service.services.ledger import record_movement
+from service.services.ledger import ledger_balances, record_movement
 
 # Renewals are bounded per call: an account idle for years catches up over several calls
 # rather than holding a transaction open for hundreds of invoices.
@@ -116,8 +116,8 @@ def _renew_once(
             session,
             account_id=account.id,
             currency=account.currency,
-            mrr_before=plan_mrr(catalog, before).minor,
-            mrr_after=plan_mrr(catalog, after).minor,
+            mrr_before=ledger_balances(session, account.id).get(account.currency, 0),
+            mrr_after=account_mrr(catalog, account).minor,
             before=PlanSnapshot(tier=before.tier, seats=before.seats, addons=dict(before.addons)),
             after=PlanSnapshot(tier=after.tier, seats=after.seats, addons=dict(after.addons)),
             source=Source.API,

@@ -19,11 +19,12 @@ from service.domain.accounts import Plan
 from service.domain.catalog import Catalog, Interval, Timing
 from service.domain.errors import Conflict, NotFound, ValidationFailed
 from service.domain.ledger import Attribution, Motion, PlanSnapshot, Source
-from service.domain.quotes import Quote, plan_mrr
+from service.domain.quotes import Quote
 from service.ports import AppliedChange, BillingGateway
 from service.services.account_state import AccountState, mark_changed, state_of
+from service.services.accounts import account_mrr
 from service.services.billing import GatewayFactory, billed_lines, store_billed
-from service.services.ledger import record_movement
+from service.services.ledger import ledger_balances, record_movement
 from service.services.quotes import (
     TargetChange,
     authoritative_quote,
@@ -244,8 +245,9 @@ def _apply(
             upgrade_id,
             quote.amount_due,
         )
-    before_mrr = plan_mrr(catalog, quote.current).minor
-    after_mrr = quote.new_mrr.minor
+    # From the ledger's own balance, not a repricing: the two agree for a paying account, and
+    # where they do not (a trial, a catalog change) the ledger must stay in step with itself.
+    before_mrr = ledger_balances(session, account.id).get(account.currency, 0)
     target = quote.target
     account.tier = target.tier
     account.interval = target.interval.value
@@ -266,7 +268,7 @@ def _apply(
         account_id=account.id,
         currency=account.currency,
         mrr_before=before_mrr,
-        mrr_after=after_mrr,
+        mrr_after=account_mrr(catalog, account).minor,
         before=_snapshot(quote.current),
         after=_snapshot(target),
         source=Source.SELF_SERVE_OFFER if offer else Source.API,

@@ -15,6 +15,13 @@ OPENAPI = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 schema = schemathesis.openapi.from_path(OPENAPI)
 
 
+@schemathesis.hook
+def filter_query(ctx: object, query: dict[str, object] | None) -> bool:
+    # A parameter with an empty name and no values never reaches the URL, so the server cannot
+    # refuse it; schemathesis would then report "invalid data accepted" for a request never sent.
+    return not query or all(name and value != [] for name, value in query.items())
+
+
 @schema.parametrize()
 @settings(
     max_examples=150,

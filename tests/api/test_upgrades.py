@@ -262,3 +262,15 @@ def test_renewal_with_a_declined_card_leaves_the_account_past_due(
     )
     assert_problem(response, 409, "account_not_billable")
     assert client.get("/v1/accounts/acme", headers=admin_headers).json()["status"] == "past_due"
+
+
+def test_a_trial_upgrade_moves_no_mrr_and_keeps_the_ledger_in_step(
+    client: TestClient, admin_headers: dict[str, str], clock: FakeClock, db: Engine
+) -> None:
+    client.put("/v1/accounts/acme", json={**ACME, "status": "trialing"}, headers=admin_headers)
+    clock.advance(days=3)
+    response = upgrade(client, admin_headers, {"target": {"seats": 9}})
+    assert response.status_code == 200, response.text
+    assert response.json()["ledger_entry_id"] is None  # trials are not revenue yet
+    assert ledger_rows(db) == []
+    assert_ledger_matches_mrr(client, admin_headers, db)
