@@ -9,14 +9,9 @@ from enum import StrEnum
 from fractions import Fraction
 
 from service.domain.catalog import Catalog, Threshold, Timing
+from service.domain.ledger import Motion
 from service.domain.periods import Period
 from service.domain.usage import FeatureUsage, UsageSnapshot
-
-
-class Motion(StrEnum):
-    self_serve = "self_serve"
-    cs_assisted = "cs_assisted"
-    sales_assisted = "sales_assisted"
 
 
 class Reason(StrEnum):
@@ -163,12 +158,12 @@ def motion_for(catalog: Catalog, tier_key: str, acv_minor: int) -> Motion:
     """
     bands = catalog.signals.acv_bands
     if tier_key not in catalog.tiers or not has_self_serve_upgrade(catalog, tier_key):
-        return Motion.sales_assisted
+        return Motion.SALES_ASSISTED
     if acv_minor >= bands.sales_assisted_from:
-        return Motion.sales_assisted
+        return Motion.SALES_ASSISTED
     if acv_minor >= bands.cs_assisted_from:
-        return Motion.cs_assisted
-    return Motion.self_serve
+        return Motion.CS_ASSISTED
+    return Motion.SELF_SERVE
 
 
 def readiness(

@@ -8,9 +8,9 @@ import pytest
 
 from service.adapters.catalog_loader import load_catalog
 from service.domain.catalog import AcvBands, Catalog, ReadinessWeights
+from service.domain.ledger import Motion
 from service.domain.periods import Period
 from service.domain.thresholds import (
-    Motion,
     candidates_for,
     crossed_thresholds,
     evaluate,
@@ -87,15 +87,15 @@ def test_candidates_carry_the_values_and_the_period() -> None:
 @pytest.mark.parametrize(
     ("tier", "acv_minor", "motion"),
     [
-        ("starter", 0, Motion.self_serve),
-        ("growth", 2_999_999, Motion.self_serve),
-        ("growth", 3_000_000, Motion.cs_assisted),
-        ("growth", 9_999_999, Motion.cs_assisted),
-        ("growth", 10_000_000, Motion.sales_assisted),
+        ("starter", 0, Motion.SELF_SERVE),
+        ("growth", 2_999_999, Motion.SELF_SERVE),
+        ("growth", 3_000_000, Motion.CS_ASSISTED),
+        ("growth", 9_999_999, Motion.CS_ASSISTED),
+        ("growth", 10_000_000, Motion.SALES_ASSISTED),
         # Business and Enterprise have no self-serve upgrade above them: people sell that.
-        ("business", 0, Motion.sales_assisted),
-        ("enterprise", 0, Motion.sales_assisted),
-        ("retired_tier", 0, Motion.sales_assisted),
+        ("business", 0, Motion.SALES_ASSISTED),
+        ("enterprise", 0, Motion.SALES_ASSISTED),
+        ("retired_tier", 0, Motion.SALES_ASSISTED),
     ],
 )
 def test_motion_from_acv_bands_and_upgrade_paths(tier: str, acv_minor: int, motion: Motion) -> None:
@@ -106,8 +106,8 @@ def test_acv_bands_come_from_the_catalog() -> None:
     catalog = with_signals(
         CATALOG, acv_bands=AcvBands(cs_assisted_from=100, sales_assisted_from=200)
     )
-    assert motion_for(catalog, "starter", 150) is Motion.cs_assisted
-    assert motion_for(catalog, "starter", 200) is Motion.sales_assisted
+    assert motion_for(catalog, "starter", 150) is Motion.CS_ASSISTED
+    assert motion_for(catalog, "starter", 200) is Motion.SALES_ASSISTED
 
 
 def snapshot(
@@ -218,5 +218,5 @@ def test_evaluate_combines_crossings_readiness_and_motion() -> None:
         now=NOW,
     )
     assert [c.threshold_key for c in result.candidates] == ["api_calls_warn", "api_calls_limit"]
-    assert result.motion is Motion.self_serve
+    assert result.motion is Motion.SELF_SERVE
     assert result.readiness.score == 50
