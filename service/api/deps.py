@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -141,9 +141,8 @@ FinanceDep = Annotated[Principal, Depends(require_scope(Scope.finance))]
 AccountAccessDep = Annotated[Principal, Depends(account_principal)]
 
 
-def renew_first(request: Request, account_id: str, now: datetime) -> None:
+def renew_first(state: Any, account_id: str, now: datetime) -> None:
     """Local billing: roll the account into its current period before anything is priced."""
-    state = request.app.state
     changed = renew_if_due(
         state.session_factory, state.catalog, state.billing_gateways, account_id, now
     )

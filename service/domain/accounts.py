@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from service.domain.catalog import Catalog, Interval
 from service.domain.errors import ValidationFailed
@@ -60,6 +61,25 @@ def moved_to_tier(
         if addons is None:
             addons = {k: q for k, q in plan.addons.items() if k in tier.addons}
     return plan.with_changes(tier=tier_key, seats=seats, addons=addons)
+
+
+def plan_to_json(plan: Plan) -> dict[str, object]:
+    """The plan as stored and signed (scheduled changes, offer tokens, upgrade responses)."""
+    return {
+        "tier": plan.tier,
+        "interval": plan.interval.value,
+        "seats": plan.seats,
+        "addons": dict(sorted(plan.addons.items())),
+    }
+
+
+def plan_from_json(document: dict[str, Any]) -> Plan:
+    return Plan(
+        tier=str(document["tier"]),
+        interval=Interval(document["interval"]),
+        seats=int(document["seats"]),
+        addons={str(k): int(v) for k, v in document["addons"].items()},
+    )
 
 
 @dataclass(frozen=True, slots=True)

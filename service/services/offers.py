@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service.adapters.orm import AccountRow
-from service.domain.accounts import Plan
+from service.domain.accounts import plan_to_json
 from service.domain.catalog import Catalog
 from service.domain.errors import DomainError
 from service.domain.offers import OfferCandidate, OfferEngine, candidates, rank
@@ -70,20 +70,11 @@ def load_offer_inputs(
     )
 
 
-def plan_claims(plan: Plan) -> dict[str, object]:
-    return {
-        "tier": plan.tier,
-        "interval": plan.interval.value,
-        "seats": plan.seats,
-        "addons": dict(sorted(plan.addons.items())),
-    }
-
-
 def offer_id(
     account: AccountState, candidate: OfferCandidate, pinned: datetime, version: str
 ) -> str:
     """Deterministic: the same offer to the same account state in the same second has one id."""
-    target = plan_claims(candidate.target) if candidate.target else {"tier": candidate.target_tier}
+    target = plan_to_json(candidate.target) if candidate.target else {"tier": candidate.target_tier}
     material = json.dumps(
         [account.id, account.version, candidate.engine.value, target, unix(pinned), version],
         sort_keys=True,
@@ -106,7 +97,7 @@ def sign_offer(
             "acc": account.id,
             "oid": oid,
             "eng": candidate.engine.value,
-            "tgt": plan_claims(candidate.target),
+            "tgt": plan_to_json(candidate.target),
             "due": quote.amount_due.minor,
             "cur": quote.amount_due.currency,
             "pd": unix(quote.proration_date),
@@ -179,7 +170,7 @@ def impression_rows(
             "offer_id": offer.id,
             "account_id": inputs.account.id,
             "engine": offer.candidate.engine.value,
-            "target": plan_claims(offer.candidate.target)
+            "target": plan_to_json(offer.candidate.target)
             if offer.candidate.target
             else {"tier": offer.candidate.target_tier},
             "amount_due_minor": offer.quote.amount_due.minor if offer.quote else None,

@@ -10,8 +10,8 @@ from service.adapters.billing_local import LocalBillingGateway
 from service.adapters.billing_repository import ScheduledChangeRepository
 from service.adapters.orm import AccountRow
 from service.adapters.repositories import AccountRepository
-from service.domain.accounts import AccountStatus, Plan, plan_lines
-from service.domain.catalog import Catalog, Interval
+from service.domain.accounts import AccountStatus, plan_from_json, plan_lines
+from service.domain.catalog import Catalog
 from service.domain.ledger import PlanSnapshot, Source
 from service.domain.periods import Period, add_months
 from service.domain.quotes import current_billed
@@ -80,13 +80,7 @@ def _renew_once(
     after = before
     for change in ScheduledChangeRepository(session).pending(account.id):
         if change.effective_at <= boundary:
-            target = change.target
-            after = Plan(
-                tier=target["tier"],
-                interval=Interval(target["interval"]),
-                seats=int(target["seats"]),
-                addons={k: int(v) for k, v in target["addons"].items()},
-            )
+            after = plan_from_json(change.target)
             change.status = "applied"
     anchor = account.billing_cycle_anchor or account.current_period_start
     if after.interval != before.interval:

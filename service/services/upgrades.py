@@ -15,8 +15,8 @@ from service.adapters.billing_repository import ScheduledChangeRepository, Upgra
 from service.adapters.billing_tables import ScheduledChangeRow, UpgradeRow
 from service.adapters.orm import AccountRow
 from service.adapters.repositories import AccountRepository
-from service.domain.accounts import Plan
-from service.domain.catalog import Catalog, Interval, Timing
+from service.domain.accounts import Plan, plan_from_json, plan_to_json
+from service.domain.catalog import Catalog, Timing
 from service.domain.errors import Conflict, NotFound, ValidationFailed
 from service.domain.ledger import Attribution, Motion, PlanSnapshot, Source
 from service.domain.quotes import Quote
@@ -108,15 +108,9 @@ def read_offer(signer: TokenSigner, token: str, account_id: str, now: datetime) 
         raise ValidationFailed(
             "the offer was made to another account", field="offer_token", code="invalid_offer_token"
         )
-    target = claims["tgt"]
     return OfferClaims(
         offer_id=claims["oid"],
-        target=Plan(
-            tier=target["tier"],
-            interval=Interval(target["interval"]),
-            seats=int(target["seats"]),
-            addons={k: int(v) for k, v in target["addons"].items()},
-        ),
+        target=plan_from_json(claims["tgt"]),
         amount_due=int(claims["due"]),
         proration_date=from_unix(int(claims["pd"])),
         catalog_version=claims["cv"],
@@ -301,12 +295,7 @@ def _schedule(
         ScheduledChangeRow(
             id=upgrade_id,
             account_id=account.id,
-            target={
-                "tier": quote.target.tier,
-                "interval": quote.target.interval.value,
-                "seats": quote.target.seats,
-                "addons": dict(sorted(quote.target.addons.items())),
-            },
+            target=plan_to_json(quote.target),
             effective_at=quote.effective_at,
             status="pending",
             external_id=schedule_id,
@@ -336,12 +325,7 @@ def _outcome(
         "status": status,
         "offer_id": offer.offer_id if offer else None,
         "change": quote.kind.value,
-        "target": {
-            "tier": quote.target.tier,
-            "interval": quote.target.interval.value,
-            "seats": quote.target.seats,
-            "addons": dict(sorted(quote.target.addons.items())),
-        },
+        "target": plan_to_json(quote.target),
         "proration_date": _iso(quote.proration_date),
         "effective_at": _iso(quote.effective_at),
         "invoice_id": applied.invoice_id if applied else None,

@@ -47,7 +47,6 @@ from service.services.offers import (
     load_offer_inputs,
 )
 from service.services.quotes import TargetChange, authoritative_quote, quote_for_account
-from service.services.renewals import renew_if_due
 from service.services.tokens import issue_session_token
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["offers"])
@@ -73,7 +72,7 @@ def create_quote(
     _: AccountAccessDep,
 ) -> QuoteOut:
     now = clock.now()
-    renew_first(request, account_id, now)
+    renew_first(request.app.state, account_id, now)
     account = state_of(get_account(session, account_id))
     target = TargetChange(**body.target.model_dump()).applied_to(catalog, account.plan)
     billed = billed_lines(session, catalog, account)
@@ -83,14 +82,7 @@ def create_quote(
 
 def _load_inputs(app_state: Any, account_id: str, now: datetime) -> OfferInputs:
     """A cache miss: one short transaction (it renews an ended local period first)."""
-    changed = renew_if_due(
-        app_state.session_factory,
-        app_state.catalog,
-        app_state.billing_gateways,
-        account_id,
-        now,
-    )
-    app_state.offer_cache.invalidate(changed)
+    renew_first(app_state, account_id, now)
     with app_state.session_factory() as session, session.begin():
         account = get_account(session, account_id)
         return load_offer_inputs(session, app_state.catalog, account, now)

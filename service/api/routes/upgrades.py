@@ -82,7 +82,7 @@ def post_upgrade(
     ],
 ) -> Any:  # a JSONResponse whose body is the (possibly replayed) UpgradeOut
     now = clock.now()
-    renew_first(request, account_id, now)
+    renew_first(request.app.state, account_id, now)
     target = TargetChange(**body.target.model_dump()) if body.target is not None else None
     outcome = execute_upgrade(
         session,
