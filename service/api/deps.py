@@ -113,9 +113,14 @@ async def account_principal(
         if not principal.allows(Scope.admin):
             raise Forbidden("this key lacks the 'admin' scope", code="insufficient_scope")
         return principal
+    # Read from app state, not through Depends: this runs on every offer page load.
+    return session_principal(request.app.state, raw, account_id)
+
+
+def session_principal(state: Any, raw: str, account_id: str) -> Principal:
+    """The principal of a session token bound to `account_id` (401 if not genuine or expired,
+    404 if bound to another account)."""
     try:
-        # Read from app state, not through Depends: this runs on every offer page load.
-        state = request.app.state
         claims = state.token_signer.verify(SESSION_PREFIX, raw, state.clock.now())
     except InvalidToken as exc:
         raise Unauthorized(exc.detail, code=exc.code) from None

@@ -100,6 +100,87 @@ def classify_change(catalog: Catalog, current: Plan, target: Plan) -> tuple[Chan
     return ChangeKind.downgrade, Timing.end_of_term
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedChange:
+    """A plan change classified and its target lines built: everything of a quote that does not
+    depend on the moment it is priced at (see `price_change`)."""
+
+    current: Plan
+    target: Plan
+    kind: ChangeKind
+    timing: Timing
+    target_lines: tuple[TargetLine, ...]
+    new_recurring: Money
+    new_mrr: Money
+    catalog_version: str
+
+
+def prepare_change(catalog: Catalog, current: Plan, target: Plan) -> PreparedChange:
+    """Classify the change from `current` to `target` (ChangeNotAllowed if it is not allowed)."""
+    kind, timing = classify_change(catalog, current, target)
+    lines = tuple(target_lines(catalog, target))
+    recurring = sum(line.unit_amount.minor * line.quantity for line in lines)
+    return PreparedChange(
+        current=current,
+        target=target,
+        kind=kind,
+        timing=timing,
+        target_lines=lines,
+        new_recurring=Money(recurring, catalog.currency),
+        new_mrr=Money(monthly_from_interval(recurring, target.interval.months), catalog.currency),
+        catalog_version=catalog.version,
+    )
+
+
+def price_change(
+    change: PreparedChange,
+    period: Period,
+    billed: Sequence[BilledLine],
+    proration_date: datetime,
+) -> Quote:
+    """Price a prepared change for a plan billed as `billed` in `period`, at `proration_date`."""
+    if change.timing is not Timing.immediate:
+        # Scheduled for the end of the term: nothing is due now and nothing is prorated.
+        return Quote(
+            current=change.current,
+            target=change.target,
+            kind=change.kind,
+            timing=change.timing,
+            proration_date=proration_date,
+            lines=(),
+            amount_due=Money.zero(change.new_recurring.currency),
+            new_recurring=change.new_recurring,
+            new_mrr=change.new_mrr,
+            period=period,
+            effective_at=period.end,
+            catalog_version=change.catalog_version,
+            new_billed=tuple(billed),
+        )
+    result = prorate(
+        billed,
+        period,
+        change.target_lines,
+        proration_date,
+        interval_months=change.current.interval.months,
+        new_interval_months=change.target.interval.months,
+    )
+    return Quote(
+        current=change.current,
+        target=change.target,
+        kind=change.kind,
+        timing=change.timing,
+        proration_date=proration_date,
+        lines=result.lines,
+        amount_due=result.amount_due,
+        new_recurring=result.new_recurring,
+        new_mrr=change.new_mrr,
+        period=result.period,
+        effective_at=proration_date,
+        catalog_version=change.catalog_version,
+        new_billed=result.new_billed,
+    )
+
+
 def quote_change(
     catalog: Catalog,
     current: Plan,
@@ -109,49 +190,4 @@ def quote_change(
     proration_date: datetime,
 ) -> Quote:
     """Price the change from `current` (billed as `billed` in `period`) to `target`."""
-    kind, timing = classify_change(catalog, current, target)
-    lines = plan_lines(catalog, target)
-    new_recurring = Money(sum(line.amount.minor for line in lines), catalog.currency)
-    new_mrr = Money(
-        monthly_from_interval(new_recurring.minor, target.interval.months), catalog.currency
-    )
-    if timing is not Timing.immediate:
-        # Scheduled for the end of the term: nothing is due now and nothing is prorated.
-        return Quote(
-            current=current,
-            target=target,
-            kind=kind,
-            timing=timing,
-            proration_date=proration_date,
-            lines=(),
-            amount_due=Money.zero(catalog.currency),
-            new_recurring=new_recurring,
-            new_mrr=new_mrr,
-            period=period,
-            effective_at=period.end,
-            catalog_version=catalog.version,
-            new_billed=tuple(billed),
-        )
-    result = prorate(
-        billed,
-        period,
-        [TargetLine(line.key, line.description, line.unit_amount, line.quantity) for line in lines],
-        proration_date,
-        interval_months=current.interval.months,
-        new_interval_months=target.interval.months,
-    )
-    return Quote(
-        current=current,
-        target=target,
-        kind=kind,
-        timing=timing,
-        proration_date=proration_date,
-        lines=result.lines,
-        amount_due=result.amount_due,
-        new_recurring=result.new_recurring,
-        new_mrr=new_mrr,
-        period=result.period,
-        effective_at=proration_date,
-        catalog_version=catalog.version,
-        new_billed=result.new_billed,
-    )
+    return price_change(prepare_change(catalog, current, target), period, billed, proration_date)

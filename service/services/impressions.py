@@ -38,7 +38,14 @@ COLUMNS = (
 JSON_COLUMNS = frozenset({"target", "reason_codes", "signal_ids"})
 
 
+def encode_json_columns(values: dict[str, Any]) -> dict[str, str]:
+    """The JSON columns of a row as JSON text: rows are queued with them encoded once."""
+    return {column: json.dumps(value) for column, value in values.items() if column in JSON_COLUMNS}
+
+
 class ImpressionBuffer:
+    """Rows are dicts of the COLUMNS, the JSON ones encoded (encode_json_columns)."""
+
     def __init__(
         self,
         factory: sessionmaker[Session],
@@ -85,14 +92,16 @@ class ImpressionBuffer:
         with self.factory() as session, session.begin():
             connection = session.connection()
             if connection.dialect.name != "postgresql":
-                connection.execute(insert(OfferImpressionRow.__table__), rows)
+                decoded = [
+                    {c: json.loads(v) if c in JSON_COLUMNS else v for c, v in row.items()}
+                    for row in rows
+                ]
+                connection.execute(insert(OfferImpressionRow.__table__), decoded)
                 return
             cursor = connection.connection.driver_connection.cursor()
             with cursor.copy(f"COPY offer_impressions ({', '.join(COLUMNS)}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row(
-                        [json.dumps(row[c]) if c in JSON_COLUMNS else row[c] for c in COLUMNS]
-                    )
+                    copy.write_row([row[c] for c in COLUMNS])
 
     def start(self) -> None:
         if self._thread is None:

@@ -1,4 +1,5 @@
-"""An in-process cache of offer inputs per account, dropped on every change this process makes.
+"""An in-process cache of each account's offer plan (its inputs, ranked and prepared), dropped
+on every change this process makes.
 
 The offer endpoint is called on every page load, so it must not pay a database round trip per
 call. Entries live `ttl_s` seconds at most, which bounds what another process's change can leave
@@ -12,32 +13,32 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 
-from service.services.offers import OfferInputs
+from service.services.offers import OfferPlan
 
 
-class OfferInputsCache:
+class OfferPlanCache:
     def __init__(self, ttl_s: float, max_entries: int = 200_000) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, OfferInputs]] = {}
+        self._entries: dict[str, tuple[float, OfferPlan]] = {}
 
-    def get(self, account_id: str, now: datetime) -> OfferInputs | None:
+    def get(self, account_id: str, now: datetime) -> OfferPlan | None:
         entry = self._entries.get(account_id)
         if entry is None:
             return None
-        loaded_at, inputs = entry
+        loaded_at, plan = entry
         # A period that has ended needs a renewal first, which only the loader does.
-        if time.monotonic() - loaded_at > self.ttl_s or now >= inputs.account.period.end:
+        if time.monotonic() - loaded_at > self.ttl_s or now >= plan.account.period.end:
             self._entries.pop(account_id, None)
             return None
-        return inputs
+        return plan
 
-    def put(self, account_id: str, inputs: OfferInputs) -> None:
+    def put(self, account_id: str, plan: OfferPlan) -> None:
         if self.ttl_s <= 0:
             return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()  # crude but bounded: a full cache refills from the database
-        self._entries[account_id] = (time.monotonic(), inputs)
+        self._entries[account_id] = (time.monotonic(), plan)
 
     def invalidate(self, account_ids: Iterable[str]) -> None:
         for account_id in account_ids:

@@ -11,7 +11,7 @@ from service.domain.catalog import Catalog, Interval, Timing
 from service.domain.errors import Conflict, ValidationFailed
 from service.domain.periods import Period
 from service.domain.proration import BilledLine
-from service.domain.quotes import Quote, quote_change
+from service.domain.quotes import PreparedChange, Quote, prepare_change, price_change
 from service.ports import BillingGateway
 from service.services.account_state import AccountState
 
@@ -67,15 +67,33 @@ def quote_for_account(
     requested_proration_date: datetime | None = None,
 ) -> Quote:
     """Price `target` for the account whose lines this period were billed as `billed`."""
+    change = prepare_for_account(catalog, account, target)
+    return price_for_account(change, account, billed, now, requested_proration_date)
+
+
+def prepare_for_account(catalog: Catalog, account: AccountState, target: Plan) -> PreparedChange:
+    """The part of a quote that does not depend on when it is priced: may the account change to
+    `target` at all, and how (AccountNotBillable or ChangeNotAllowed if not)."""
     if account.status not in (AccountStatus.active, AccountStatus.trialing):
         raise AccountNotBillable(
             f"the account is {account.status}; only active accounts change plan self-serve"
         )
+    return prepare_change(catalog, account.plan, target)
+
+
+def price_for_account(
+    change: PreparedChange,
+    account: AccountState,
+    billed: tuple[BilledLine, ...],
+    now: datetime,
+    requested_proration_date: datetime | None = None,
+) -> Quote:
+    """A prepared change priced for the account at `now` (or the requested proration date)."""
     if now >= account.period.end:
         # Local billing renews before quoting; with Stripe the renewal webhook is still due.
         raise BillingPeriodEnded("the account's billing period has ended and is not renewed yet")
     proration_date = pinned_proration_date(now, requested_proration_date, account.period)
-    return quote_change(catalog, account.plan, account.period, billed, target, proration_date)
+    return price_change(change, account.period, billed, proration_date)
 
 
 def authoritative_quote(

@@ -10,6 +10,8 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from service.domain.errors import DomainError
 
 SESSION_PREFIX = "ust_"
@@ -36,20 +38,38 @@ def _unb64(text: str) -> bytes:
 
 
 class TokenSigner:
-    """Signs and verifies `prefix + payload.signature`; the purpose is part of what is signed."""
+    """Signs and verifies `prefix + payload.signature`; the purpose is part of what is signed.
+
+    A genuine token's claims are remembered (bounded): a session token is presented on every
+    page load, and whether a token is genuine never changes. Expiry is checked on every use.
+    """
+
+    MEMO_ENTRIES = 100_000
 
     def __init__(self, secret: str) -> None:
         self._key = hashlib.sha256(b"upshift-tokens:" + secret.encode()).digest()
+        self._genuine: dict[str, dict[str, Any]] = {}
 
     def _mac(self, prefix: str, body: str) -> str:
         return _b64(hmac.new(self._key, f"{prefix}{body}".encode(), hashlib.sha256).digest())
 
     def sign(self, prefix: str, claims: dict[str, Any]) -> str:
-        body = _b64(json.dumps(claims, sort_keys=True, separators=(",", ":")).encode())
+        body = _b64(orjson.dumps(claims, option=orjson.OPT_SORT_KEYS))
         return f"{prefix}{body}.{self._mac(prefix, body)}"
 
     def verify(self, prefix: str, token: str, now: datetime) -> dict[str, Any]:
         """The claims of a genuine, unexpired token of this kind; InvalidToken otherwise."""
+        claims = self._genuine.get(token)
+        if claims is None or not token.startswith(prefix):
+            claims = self._check(prefix, token)
+            if len(self._genuine) >= self.MEMO_ENTRIES:
+                self._genuine.clear()
+            self._genuine[token] = claims
+        if claims["exp"] <= int(now.timestamp()):
+            raise ExpiredToken("token has expired")
+        return dict(claims)
+
+    def _check(self, prefix: str, token: str) -> dict[str, Any]:
         if not token.startswith(prefix) or token.count(".") != 1:
             raise InvalidToken("malformed token")
         body, signature = token[len(prefix) :].split(".")
@@ -61,8 +81,6 @@ class TokenSigner:
             raise InvalidToken("malformed token") from None
         if not isinstance(claims, dict) or not isinstance(claims.get("exp"), int):
             raise InvalidToken("malformed token")
-        if claims["exp"] <= int(now.timestamp()):
-            raise ExpiredToken("token has expired")
         return claims
 
 

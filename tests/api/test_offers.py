@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from service.adapters.offer_tables import OfferImpressionRow
+from service.api.deps import account_principal
 from service.api.offer_schemas import OffersOut
 from tests.api.test_accounts import assert_problem
 from tests.fakes.clock import FakeClock
@@ -135,3 +136,65 @@ def test_the_fast_route_keeps_the_contract(
     client.get("/v1/accounts/acme/upgrade-offers", headers=admin_headers)
     metrics = client.get("/metrics").text
     assert 'route="/v1/accounts/{account_id}/upgrade-offers",status="200"' in metrics
+
+
+def test_the_page_load_path_answers_exactly_as_the_route(
+    client: TestClient, app: FastAPI, admin_headers: dict[str, str], acme: None, db: Engine
+) -> None:
+    """A session token with a cached plan is answered before FastAPI (routes.offers.
+    OffersHotPath): same body, headers, impressions and metrics as the documented route."""
+    report(client, admin_headers, "seats", 9, "set")
+    token = client.post("/v1/accounts/acme/session-tokens", headers=admin_headers).json()["token"]
+    browser = {"Authorization": f"Bearer {token}"}
+    first = client.get("/v1/accounts/acme/upgrade-offers", headers=browser)  # a miss: the route
+
+    def not_reached() -> None:
+        raise AssertionError("the FastAPI route was reached")
+
+    app.dependency_overrides[account_principal] = not_reached
+    try:
+        second = client.get("/v1/accounts/acme/upgrade-offers", headers=browser)  # cached
+    finally:
+        app.dependency_overrides.clear()
+    assert second.status_code == first.status_code == 200
+    assert second.content == first.content  # the same second: the same ids, quotes and tokens
+    for name in ("content-type", "content-length", "cache-control"):
+        assert second.headers[name] == first.headers[name], name
+    assert first.headers["cache-control"] == "no-store"  # signed, per-customer prices
+
+    # What the page-load path does not answer goes on to the route, with its errors.
+    client.put("/v1/accounts/other", json=ACME, headers=admin_headers)
+    assert_problem(
+        client.get("/v1/accounts/other/upgrade-offers", headers=browser), 404, "account_not_found"
+    )
+    assert_problem(
+        client.get("/v1/accounts/acme/upgrade-offers", headers={"Authorization": "Basic x"}),
+        401,
+        "missing_credentials",
+    )
+    assert client.get("/v1/accounts/acme/upgrade-offers", headers=admin_headers).status_code == 200
+
+    app.state.impressions.flush()
+    with Session(db) as session:
+        shown = list(session.scalars(select(OfferImpressionRow)))
+    offers_shown = len(first.json()["offers"])
+    assert len(shown) == 3 * offers_shown  # the two browser loads and the admin's
+    metrics = client.get("/metrics").text
+    route = 'route="/v1/accounts/{account_id}/upgrade-offers"'
+    assert f'upshift_http_requests_total{{method="GET",{route},status="200"}} 3.0' in metrics
+
+
+def test_an_expired_session_token_is_refused_even_when_cached(
+    client: TestClient, admin_headers: dict[str, str], acme: None, clock: FakeClock
+) -> None:
+    body = {"ttl_seconds": 60}
+    token = client.post(
+        "/v1/accounts/acme/session-tokens", json=body, headers=admin_headers
+    ).json()["token"]
+    browser = {"Authorization": f"Bearer {token}"}
+    assert offers(client, browser)["account_id"] == "acme"
+    assert offers(client, browser)["account_id"] == "acme"  # cached, and its token remembered
+    clock.advance(seconds=61)
+    assert_problem(
+        client.get("/v1/accounts/acme/upgrade-offers", headers=browser), 401, "token_expired"
+    )
