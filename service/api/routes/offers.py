@@ -83,10 +83,23 @@ def create_quote(
 
 
 def _load_plan(app_state: Any, account_id: str, now: datetime) -> OfferPlan:
-    """A cache miss: one short transaction (it renews an ended local period first)."""
-    renew_first(app_state, account_id, now)
+    """A cache miss: one short read-only transaction. An account whose period has ended is
+    renewed first (local billing; a transaction of its own) and read again."""
+    plan = _read_plan(app_state, account_id, now, current_only=True)
+    if plan is None:
+        renew_first(app_state, account_id, now)
+        plan = _read_plan(app_state, account_id, now, current_only=False)
+    assert plan is not None
+    return plan
+
+
+def _read_plan(
+    app_state: Any, account_id: str, now: datetime, *, current_only: bool
+) -> OfferPlan | None:
     with app_state.session_factory() as session, session.begin():
         account = get_account(session, account_id)
+        if current_only and account.current_period_end <= now:
+            return None
         inputs = load_offer_inputs(session, app_state.catalog, account, now)
     return plan_offers(app_state.catalog, inputs)
 
