@@ -198,3 +198,18 @@ def test_an_expired_session_token_is_refused_even_when_cached(
     assert_problem(
         client.get("/v1/accounts/acme/upgrade-offers", headers=browser), 401, "token_expired"
     )
+
+
+def test_offers_after_the_period_ended_are_priced_in_the_renewed_period(
+    client: TestClient, admin_headers: dict[str, str], acme: None, clock: FakeClock
+) -> None:
+    report(client, admin_headers, "seats", 9, "set")
+    assert offers(client, admin_headers)["offers"]  # cached, in the first period
+    before = client.get("/v1/accounts/acme", headers=admin_headers).json()
+    clock.advance(days=30)  # past the period end: the cached plan is of no use
+    body = offers(client, admin_headers)
+    after = client.get("/v1/accounts/acme", headers=admin_headers).json()
+    assert after["current_period_start"] == before["current_period_end"]  # renewed first
+    seat = body["offers"][0]
+    assert seat["engine"] == "seat"
+    assert seat["quote"]["next_invoice_date"] == after["current_period_end"]
