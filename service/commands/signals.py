@@ -15,14 +15,18 @@ def signals() -> None:
 
 
 @signals.command("sweep")
-@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
-def sweep(batch_size: int) -> None:
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    help="Accounts per transaction  [default: the service's page, 10,000]",
+)
+def sweep(batch_size: int | None) -> None:
     """Re-evaluate every account's thresholds (after a catalog change, say); idempotent."""
     from service.adapters.catalog_loader import load_catalog
     from service.adapters.db import make_engine, make_session_factory
     from service.domain.catalog import CatalogError
     from service.ports import SystemClock
-    from service.services.signals import SweepPage, account_count
+    from service.services.signals import SWEEP_PAGE, SweepPage, account_count
     from service.services.signals import sweep as run_sweep
 
     settings = Settings()
@@ -41,7 +45,11 @@ def sweep(batch_size: int) -> None:
                 bar.update(page.accounts)
 
             report = run_sweep(
-                factory, catalog, SystemClock().now(), batch_size=batch_size, on_page=advance
+                factory,
+                catalog,
+                SystemClock().now(),
+                batch_size=batch_size or SWEEP_PAGE,
+                on_page=advance,
             )
     finally:
         engine.dispose()

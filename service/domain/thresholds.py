@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from fractions import Fraction
+from typing import NamedTuple
 
 from service.domain.catalog import Catalog, Threshold, Timing
 from service.domain.ledger import Motion
@@ -26,9 +26,11 @@ class Reason(StrEnum):
     not_activated = "not_activated"
 
 
-@dataclass(frozen=True, slots=True)
-class CrossingCandidate:
-    """A threshold the usage has reached; recorded once per (account, threshold, period)."""
+class CrossingCandidate(NamedTuple):
+    """A threshold the usage has reached; recorded once per (account, threshold, period).
+
+    NamedTuples, this and Crossing: a first sweep builds tens of thousands, 3× cheaper.
+    """
 
     account_id: str
     threshold_key: str
@@ -40,8 +42,7 @@ class CrossingCandidate:
     period: Period
 
 
-@dataclass(frozen=True, slots=True)
-class Crossing:
+class Crossing(NamedTuple):
     """A recorded crossing: the signal, with the values that caused it."""
 
     id: str
@@ -171,16 +172,19 @@ def readiness(
     snapshot: UsageSnapshot,
     milestones: Mapping[str, datetime],
     now: datetime,
+    by_feature: Mapping[str, tuple[Threshold, ...]] | None = None,
 ) -> Readiness:
     """A 0–100 score of how ready the account is to expand, and the reasons behind it.
 
     score = floor(100 × Σ weight × factor / Σ weight), where the factors are the highest limit
     utilization (capped at 100 %), the share of value workflows completed, and 1 inside the
     post-activation window. A catalog with no value workflows leaves their weight out.
+    `by_feature` is thresholds_by_feature(catalog), for callers that evaluate many accounts.
     """
     rules = catalog.signals
     weights = rules.readiness_weights
-    by_feature = thresholds_by_feature(catalog)
+    if by_feature is None:
+        by_feature = thresholds_by_feature(catalog)
     reasons: list[str] = []
 
     utilization = 0
@@ -216,14 +220,16 @@ def readiness(
         )
         reasons.append(window_reason.value)
 
-    weighted = Fraction(weights.utilization * utilization, 100)
+    # Exact integers over the common denominator 100 × (number of workflows, or 1).
+    shares = len(workflows) or 1
+    weighted = weights.utilization * utilization * shares
     total_weight = weights.utilization + weights.activation_window
     if workflows:
-        weighted += Fraction(weights.value_workflows * len(completed), len(workflows))
+        weighted += weights.value_workflows * len(completed) * 100
         total_weight += weights.value_workflows
     if in_window:
-        weighted += weights.activation_window
-    score = int(weighted * 100 // total_weight) if total_weight else 0
+        weighted += weights.activation_window * 100 * shares
+    score = weighted * 100 // (100 * shares * total_weight) if total_weight else 0
     return Readiness(score, tuple(reasons), activated_at, days_since, in_window)
 
 

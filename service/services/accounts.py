@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from service.adapters.orm import AccountRow
 from service.adapters.repositories import AccountRepository
+from service.adapters.usage_repository import AccountColumns
 from service.domain.accounts import AccountStatus, Plan, recurring_amount, validate_plan
 from service.domain.catalog import Catalog, Interval
 from service.domain.errors import Conflict, NotFound, ValidationFailed
@@ -35,7 +36,7 @@ class AccountInput:
     billing_subscription_id: str | None = None
 
 
-def plan_of(row: AccountRow) -> Plan:
+def plan_of(row: AccountRow | AccountColumns) -> Plan:
     return Plan(tier=row.tier, interval=Interval(row.interval), seats=row.seats, addons=row.addons)
 
 
@@ -43,7 +44,7 @@ def plan_snapshot(row: AccountRow) -> PlanSnapshot:
     return PlanSnapshot(tier=row.tier, seats=row.seats, addons=dict(row.addons))
 
 
-def account_mrr(catalog: Catalog, row: AccountRow) -> Money:
+def account_mrr(catalog: Catalog, row: AccountRow | AccountColumns) -> Money:
     """Monthly recurring revenue of the account's plan; zero unless it is paying."""
     if row.status not in (AccountStatus.active, AccountStatus.past_due):
         return Money.zero(row.currency)

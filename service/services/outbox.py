@@ -9,7 +9,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +17,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db import transaction
-from service.adapters.usage_repository import OutboxRepository, crossing_of
+from service.adapters.signal_repository import OutboxRepository, crossing_of
 from service.domain.thresholds import Crossing
 from service.ports import Clock
 from service.settings import Settings
@@ -51,11 +50,6 @@ def signal_payload(crossing: Crossing, catalog_version: str) -> dict[str, Any]:
         "readiness": {"score": crossing.readiness_score, "reasons": list(crossing.reasons)},
         "catalog_version": catalog_version,
     }
-
-
-def enqueue(session: Session, crossings: Sequence[Crossing]) -> None:
-    """Put signals in the outbox, in the caller's transaction: no signal without its cause."""
-    OutboxRepository(session).enqueue([(c.id, c.recorded_at) for c in crossings])
 
 
 def payload_bytes(payload: dict[str, Any]) -> bytes:

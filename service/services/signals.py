@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeGuard
@@ -13,12 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db import transaction
 from service.adapters.orm import AccountRow
-from service.adapters.usage_repository import (
-    SignalRepository,
-    UsageRepository,
-    crossing_of,
-    usage_account,
-)
+from service.adapters.signal_repository import SignalRepository, crossing_of
+from service.adapters.usage_repository import AccountColumns, UsageRepository, usage_account
 from service.domain.catalog import SEATS_FEATURE, Catalog
 from service.domain.periods import Period
 from service.domain.thresholds import (
@@ -35,19 +33,23 @@ from service.domain.thresholds import (
     thresholds_by_feature,
 )
 from service.domain.usage import (
+    BillingCycle,
     FeatureUsage,
     FeatureUsageKind,
     LimitBook,
     UsageAccount,
     UsageSnapshot,
 )
-from service.services import outbox
 from service.services.accounts import account_mrr
 
 SUMMARY_CROSSINGS = 100  # the most recent crossings a summary lists
+# Accounts per sweep transaction: per-page queries cost about the same for 5,000 or 20,000.
+SWEEP_PAGE = 10_000
+# Pages swept at once on PostgreSQL: one computes while another waits on the database.
+SWEEP_WORKERS = 2
 
 
-def acv_minor(catalog: Catalog, row: AccountRow) -> int:
+def acv_minor(catalog: Catalog, row: AccountRow | AccountColumns) -> int:
     """Annual contract value: MRR × 12, in minor units."""
     try:
         return account_mrr(catalog, row).minor * 12
@@ -141,9 +143,8 @@ def record_crossings(
             for c in crossings
         ]
     )
-    new = [c for c in crossings if c.id in inserted]
-    outbox.enqueue(session, new)
-    return new
+    # The outbox rows went in with the crossings, in this same transaction.
+    return [c for c in crossings if c.id in inserted]
 
 
 class _AcvBook:
@@ -153,7 +154,7 @@ class _AcvBook:
         self.catalog = catalog
         self._by_plan: dict[tuple[object, ...], int] = {}
 
-    def of(self, row: AccountRow) -> int:
+    def of(self, row: AccountColumns) -> int:
         key = (row.tier, row.interval, row.seats, tuple(sorted(row.addons.items())), row.status)
         found = self._by_plan.get(key)
         if found is None:
@@ -164,7 +165,7 @@ class _AcvBook:
 def _readiness(
     session: Session,
     catalog: Catalog,
-    rows: Iterable[AccountRow],
+    rows: Iterable[AccountColumns],
     now: datetime,
     book: LimitBook | None,
 ) -> dict[str, Readiness]:
@@ -172,9 +173,10 @@ def _readiness(
     usage = UsageRepository(session)
     snapshots = usage.snapshots(catalog, accounts, now, book)
     milestones = usage.milestones([a.account_id for a in accounts])
+    by_feature = thresholds_by_feature(catalog)
     return {
         a.account_id: readiness(
-            catalog, snapshots[a.account_id], milestones.get(a.account_id, {}), now
+            catalog, snapshots[a.account_id], milestones.get(a.account_id, {}), now, by_feature
         )
         for a in accounts
     }
@@ -228,6 +230,7 @@ def counter_candidates(
     by_feature = thresholds_by_feature(catalog)
     book = book or LimitBook(catalog)
     candidates: list[CrossingCandidate] = []
+    signal_periods: dict[BillingCycle, Period] = {}
     for account, feature, period, used in counters:
         thresholds = by_feature.get(feature)
         if thresholds is None:
@@ -239,10 +242,20 @@ def counter_candidates(
         spec = catalog.features.get(feature)
         kind = spec.kind.value if spec is not None else FeatureUsageKind.seats.value
         usage = FeatureUsage(feature, kind, used, limit, period)
-        candidates.extend(
-            candidates_for(account.account_id, [usage], by_feature, account.cycle.period_at(now))
-        )
+        signal_period = signal_periods.get(account.cycle)
+        if signal_period is None:
+            signal_period = signal_periods[account.cycle] = account.cycle.period_at(now)
+        candidates.extend(candidates_for(account.account_id, [usage], by_feature, signal_period))
     return candidates
+
+
+@dataclass(frozen=True, slots=True)
+class SweepBounds:
+    """A page of the sweep: the accounts in (after_id, last_id], in id order."""
+
+    after_id: str
+    last_id: str
+    accounts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,22 +269,19 @@ def sweep_page(
     session: Session,
     catalog: Catalog,
     now: datetime,
-    after_id: str,
-    limit: int,
+    bounds: SweepBounds,
     book: LimitBook | None = None,
 ) -> SweepPage:
-    """Re-evaluate the next `limit` accounts after `after_id` (in id order; "" to start).
+    """Re-evaluate the accounts in (bounds.after_id, bounds.last_id] (in id order).
 
-    Set-based, and the database does the comparing: per page one query finds its bounds, one
-    the distinct (tier, add-ons) plans in it, and one returns only the current counters that
-    reach their plan's lowest threshold (an exact integer trigger computed here per plan and
-    feature). Only those are evaluated in Python and recorded, idempotently.
+    Set-based, and the database does the comparing: one query finds the distinct (tier,
+    add-ons) plans of the page, and one returns only the current counters that reach their
+    plan's lowest threshold (an exact integer trigger computed here per plan and feature).
+    Only those are evaluated in Python and recorded, idempotently.
     """
     book = book or LimitBook(catalog)
     signals = SignalRepository(session)
-    count, last_id = signals.page_bounds(after_id, limit)
-    if last_id is None:
-        return SweepPage(0, 0, None)
+    after_id, last_id = bounds.after_id, bounds.last_id
     by_feature = thresholds_by_feature(catalog)
     lowest = {feature: ts[0].at_percent for feature, ts in by_feature.items()}
     triggers = []
@@ -287,18 +297,27 @@ def sweep_page(
     readings = signals.counters_reaching(
         after_id, last_id, now, triggers, lowest.get(SEATS_FEATURE)
     )
+    # An account has several counters and most counters share a few periods: build each once.
+    accounts: dict[str, UsageAccount] = {}
+    periods: dict[tuple[datetime, datetime], Period] = {}
     counters = []
     for reading in readings:
-        addons = addon_sets.get(reading.addons_json)
-        if addons is None:
-            addons = addon_sets[reading.addons_json] = json.loads(reading.addons_json or "{}")
-        period = (
-            None if reading.period_end is None else Period(reading.period_start, reading.period_end)
-        )
-        counters.append((reading.account(addons), reading.feature, period, reading.used))
+        account = accounts.get(reading.account_id)
+        if account is None:
+            addons = addon_sets.get(reading.addons_json)
+            if addons is None:
+                addons = addon_sets[reading.addons_json] = json.loads(reading.addons_json or "{}")
+            account = accounts[reading.account_id] = reading.account(addons)
+        period = None
+        if reading.period_end is not None:
+            key = (reading.period_start, reading.period_end)
+            period = periods.get(key)
+            if period is None:
+                period = periods[key] = Period(*key)
+        counters.append((account, reading.feature, period, reading.used))
     candidates = counter_candidates(catalog, counters, now, book)
     recorded = record_crossings(session, catalog, candidates, now, book)
-    return SweepPage(count, len(recorded), last_id)
+    return SweepPage(bounds.accounts, len(recorded), last_id)
 
 
 def _is_count(limit: int | bool | None) -> TypeGuard[int]:
@@ -316,27 +335,49 @@ def sweep(
     catalog: Catalog,
     now: datetime,
     *,
-    batch_size: int = 5000,
+    batch_size: int = SWEEP_PAGE,
     on_page: Callable[[SweepPage], None] | None = None,
+    workers: int | None = None,
 ) -> SweepReport:
     """Re-evaluate every account, one transaction per page; safe to re-run at any time.
 
     A job, not a request: it owns its transactions, so progress survives an interruption and
     a re-run records nothing twice (the crossings' unique key makes each page idempotent).
+    Pages are disjoint ranges of accounts, so `workers` of them are swept at once: while one
+    waits on the database, another computes. `on_page` sees them in order. By default
+    SWEEP_WORKERS on PostgreSQL, one on SQLite (whose writers take turns anyway).
     """
+    if workers is None:
+        with factory() as session:
+            workers = SWEEP_WORKERS if SignalRepository(session).locks_rows else 1
     book = LimitBook(catalog)
-    after = ""
     accounts = crossings = 0
-    while True:
-        with transaction(factory) as session:
-            page = sweep_page(session, catalog, now, after, batch_size, book)
-        if page.last_id is None:
-            break
+    in_flight: deque[Future[SweepPage]] = deque()
+
+    def settle(page: SweepPage) -> None:
+        nonlocal accounts, crossings
         accounts += page.accounts
         crossings += page.crossings
-        after = page.last_id
         if on_page is not None:
             on_page(page)
+
+    def run(bounds: SweepBounds) -> SweepPage:
+        with transaction(factory) as session:
+            return sweep_page(session, catalog, now, bounds, book)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
+        after = ""
+        while True:
+            with transaction(factory) as session:
+                count, last_id = SignalRepository(session).page_bounds(after, batch_size)
+            if last_id is None:
+                break
+            in_flight.append(pool.submit(run, SweepBounds(after, last_id, count)))
+            after = last_id
+            if len(in_flight) >= workers:
+                settle(in_flight.popleft().result())
+        while in_flight:
+            settle(in_flight.popleft().result())
     return SweepReport(accounts, crossings)
 
 

@@ -21,11 +21,11 @@ from service.domain.usage import (
     FUTURE_TOLERANCE,
     CounterChange,
     CounterKey,
+    EventCheck,
     EventRejection,
     UsageAccount,
     UsageEvent,
     UsageSnapshot,
-    check_event,
     fold_events,
     is_lifetime,
     periods_of,
@@ -62,11 +62,12 @@ def ingest_usage(
     """
     usage = UsageRepository(session)
     accounts = usage.accounts({event.account_id for event in events})
+    check = EventCheck(catalog, accounts, now)
     rejected: list[EventRejection] = []
     accepted: list[UsageEvent] = []
     seen: set[str] = set()
     for event in events:
-        rejection = check_event(catalog, event, accounts, now)
+        rejection = check(event)
         if rejection is not None:
             rejected.append(rejection)
         elif event.event_id not in seen:
@@ -90,40 +91,40 @@ def ingest_usage(
         )
         for event, period in zip(accepted, periods, strict=True)
     )
-    new_ids = usage.insert_new_events(event_rows)
-    fresh = [(e, p) for e, p in zip(accepted, periods, strict=True) if e.event_id in new_ids]
-    changes = fold_events([e for e, _ in fresh], [p for _, p in fresh])
-    totals = _apply(usage, changes, now)
-    candidates = _candidates(catalog, accounts, changes, totals, now)
+    # Replays are the exception: fold every event, and fold again only if some were known.
+    changes = fold_events(accepted, periods)
+    keys = sorted(changes)
+    counted = usage.count_events(event_rows, _change_rows(changes, keys, now))
+    totals = counted.totals
+    if totals is None:
+        fresh = [
+            (e, p) for e, p in zip(accepted, periods, strict=True) if e.event_id in counted.new_ids
+        ]
+        changes = fold_events([e for e, _ in fresh], [p for _, p in fresh])
+        keys = sorted(changes)
+        totals = usage.apply_counter_changes(_change_rows(changes, keys, now))
+    candidates = _candidates(catalog, accounts, changes, dict(zip(keys, totals, strict=True)), now)
     crossings = record_crossings(session, catalog, candidates, now)
-    for account_id in {event.account_id for event, _ in fresh}:
+    for account_id in {account_id for account_id, _, _ in keys}:
         mark_changed(session, account_id)  # their offers change: drop them from the offer cache
     return IngestResult(
-        accepted=len(new_ids),
-        duplicates=replayed_in_batch + len(accepted) - len(new_ids),
+        accepted=len(counted.new_ids),
+        duplicates=replayed_in_batch + len(accepted) - len(counted.new_ids),
         rejected=tuple(rejected),
         signals=tuple(crossings),
     )
 
 
-def _apply(
-    usage: UsageRepository, changes: dict[CounterKey, CounterChange], now: datetime
-) -> dict[CounterKey, int]:
-    """Write the changes (increments, then readings), in key order; return the new totals."""
-    keys = sorted(changes)
+def _change_rows(
+    changes: dict[CounterKey, CounterChange], keys: Sequence[CounterKey], now: datetime
+) -> list[tuple[object, ...]]:
+    """Counter changes as repository rows, in key order (a stable lock order)."""
     rows = []
-    reading_keys = []
-    readings = []
     for key in keys:
         change = changes[key]
         period_end = None if is_lifetime(change.period) else change.period.end
-        rows.append((*key, period_end, change.delta, None, now))
-        if change.reading is not None:
-            reading_keys.append(key)
-            readings.append((*key, period_end, change.reading, change.reading_at, now))
-    totals = dict(zip(keys, usage.add_to_counters(rows), strict=True))
-    totals.update(zip(reading_keys, usage.apply_readings(readings), strict=True))
-    return totals
+        rows.append((*key, period_end, change.delta, change.reading, change.reading_at, now))
+    return rows
 
 
 def _candidates(

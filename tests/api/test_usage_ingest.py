@@ -144,27 +144,101 @@ def test_more_than_a_thousand_events_is_422(
     assert ingest(client, ingest_headers, *events[:1000]).json()["accepted"] == 1000
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type", "field", "code"),
+    [
+        (b'{"events": [', "application/json", "[12]", "json_invalid"),  # offset of the error
+        (b"\xff\xfe", "application/json", "[0]", "json_invalid"),
+        (b"", "application/json", "body", "missing"),
+        (b"[1, 2]", "application/json", "body", "model_attributes_type"),
+        (b'{"events": [], "events": 1}', "application/json", "events", "list_type"),  # last wins
+        (
+            b'{"events": [{"event_id": "a"}]}',
+            "application/problem+json",
+            "events[0].account_id",
+            "missing",
+        ),
+        (b'{"events": [{"event_id": "a"}]}', "text/plain", "body", "model_attributes_type"),
+    ],
+)
+def test_a_body_that_is_not_a_batch_is_422_naming_the_spot(
+    client: TestClient,
+    db: Engine,
+    acme: None,
+    ingest_headers: dict[str, str],
+    content: bytes,
+    content_type: str,
+    field: str,
+    code: str,
+) -> None:
+    before = table_dump(db)
+    response = client.post(
+        "/v1/usage", content=content, headers={**ingest_headers, "Content-Type": content_type}
+    )
+    body = assert_problem(response, 422, "validation_error", field)
+    assert body["errors"][0]["code"] == code
+    assert table_dump(db) == before
+
+
+def test_every_error_of_a_malformed_batch_is_listed_in_order(
+    client: TestClient, acme: None, ingest_headers: dict[str, str]
+) -> None:
+    events = [event("a"), {**event("b"), "quantity": "2"}, {**event("c"), "feature": "Bad"}]
+    body = assert_problem(
+        ingest(client, ingest_headers, *events), 422, "validation_error", "events[1].quantity"
+    )
+    assert [(e["field"], e["code"]) for e in body["errors"]] == [
+        ("events[1].quantity", "int_type"),
+        ("events[2].feature", "string_pattern_mismatch"),
+    ]
+
+
+def test_a_batch_in_any_valid_json_spelling_is_counted(
+    client: TestClient, acme: None, admin_headers: dict[str, str], ingest_headers: dict[str, str]
+) -> None:
+    # Escapes, white space, key order and offsets are the JSON's business, not the batch's.
+    content = (
+        b' {\n "events" : [ {"quantity": 5, "timestamp": "2026-11-10T13:00:00+02:00",'
+        b' "account_id": "ac\\u006de", "feature": "api_calls", "event_id": "e\\u0031"} ] } '
+    )
+    response = client.post(
+        "/v1/usage", content=content, headers={**ingest_headers, "Content-Type": "application/json"}
+    )
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": [], "signals": []}
+    assert ingest(client, ingest_headers, event("e1")).json()["duplicates"] == 1
+    assert usage_of(client, admin_headers)["api_calls"]["used"] == 5
+
+
+@pytest.mark.parametrize(
+    "failing_insert",
+    [
+        "INSERT INTO usage_counters",  # with the events (PostgreSQL) or after them (SQLite)
+        "INSERT INTO signal_crossings",  # after events and counters are written
+    ],
+)
 def test_a_failure_mid_batch_writes_nothing(
     client: TestClient,
     db: Engine,
     acme: None,
     admin_headers: dict[str, str],
     ingest_headers: dict[str, str],
+    failing_insert: str,
 ) -> None:
     ingest(client, ingest_headers, event("before", quantity=1))
     before = table_dump(db)
 
-    def fail_on_counters(conn, cursor, statement: str, *args: object) -> None:
-        if statement.lstrip().startswith("INSERT INTO usage_counters"):
+    def fail_on_insert(conn, cursor, statement: str, *args: object) -> None:
+        if failing_insert in statement:
             raise RuntimeError("the database went away")
 
-    sa_event.listen(db, "before_cursor_execute", fail_on_counters)
+    sa_event.listen(db, "before_cursor_execute", fail_on_insert)
     try:
-        response = ingest(client, ingest_headers, event("lost-1"), event("lost-2"))
+        # 9,000 of starter's 10,000 API calls: a crossing to record after the counters.
+        response = ingest(client, ingest_headers, event("lost-1"), event("lost-2", quantity=9000))
     finally:
-        sa_event.remove(db, "before_cursor_execute", fail_on_counters)
+        sa_event.remove(db, "before_cursor_execute", fail_on_insert)
     assert_problem(response, 500, "internal_error")
-    # The events went in before the counters failed; the transaction took them back out.
+    # What went in before the failure, the transaction took back out.
     assert table_dump(db) == before
     assert ingest(client, ingest_headers, event("lost-1")).json()["accepted"] == 1
 
@@ -182,6 +256,15 @@ def test_a_reading_replaces_the_counter_unless_a_later_one_is_applied(
     assert seats(reading("r1", 2, "2026-11-10T10:00:00Z")) == 2
     assert seats(event("i1", feature="seats", timestamp="2026-11-10T10:30:00Z")) == 3
     assert seats(reading("r0", 1, "2026-11-10T09:00:00Z")) == 3  # older than the one applied
+    # An older reading in a batch with increments: the reading is ignored, they count.
+    assert (
+        seats(
+            event("i0", feature="seats", timestamp="2026-11-10T08:00:00Z"),
+            reading("r00", 5, "2026-11-10T09:30:00Z"),
+            event("i00", feature="seats", timestamp="2026-11-10T09:45:00Z"),
+        )
+        == 5
+    )
     assert seats(reading("r2", 1, "2026-11-10T11:00:00Z")) == 1
     assert (
         seats(

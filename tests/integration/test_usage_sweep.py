@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from service.adapters.catalog_loader import load_catalog
 from service.adapters.db import make_session_factory
+from service.adapters.signal_repository import SignalRepository
 from service.cli import main
 from service.domain.catalog import Catalog
 from service.services.signals import sweep
@@ -81,6 +83,27 @@ def test_a_catalog_change_is_swept_in_pages_once(
 
     assert sweep(factory, stricter, clock.now(), batch_size=2).crossings == 0
     assert row_counts(db)["signal_crossings"] == 7
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_pages_swept_at_once_record_what_one_at_a_time_would(
+    db: Engine, clock: FakeClock, seven_accounts: None, tmp_path: Path, workers: int
+) -> None:
+    stricter = load_catalog(stricter_catalog(tmp_path))
+    pages = []
+    report = sweep(
+        make_session_factory(db),
+        stricter,
+        clock.now(),
+        batch_size=1,
+        workers=workers,
+        on_page=pages.append,
+    )
+    # Seven one-account pages, reported in account order whichever finished first.
+    assert [page.last_id for page in pages] == [f"acct-{n}" for n in range(7)]
+    assert [page.crossings for page in pages] == [0, 0, 0, 0, 1, 3, 3]
+    assert report == type(report)(accounts=7, crossings=7)
+    assert len(crossing_keys(db)) == row_counts(db)["signal_outbox"] == 7
 
 
 def test_the_sweep_matches_what_ingest_would_have_recorded(
@@ -157,3 +180,21 @@ def test_sweep_command_refuses_a_bad_catalog(
     result = CliRunner().invoke(main, ["signals", "sweep"])
     assert result.exit_code == 2
     assert "effective_from: Field required" in result.output
+
+
+def test_recorded_keys_are_read_back_for_the_accounts_and_periods_asked(
+    db: Engine, clock: FakeClock, seven_accounts: None, tmp_path: Path
+) -> None:
+    factory = make_session_factory(db)
+    sweep(factory, load_catalog(stricter_catalog(tmp_path)), clock.now())
+    november = datetime(2026, 11, 1, tzinfo=UTC)
+    billing = datetime(2026, 11, 10, 12, tzinfo=UTC)  # acct-5's period: created at 12:00
+    with factory() as session:
+        signals = SignalRepository(session)
+        assert signals.recorded_keys({"acct-5", "acct-4", "ghost"}, {november}) == {
+            ("acct-4", "api_calls_warn", november),
+            ("acct-5", "api_calls_limit", november),
+            ("acct-5", "api_calls_warn", november),
+        }
+        seats = {key for key in signals.recorded_keys({"acct-5"}, {billing, november})}
+        assert ("acct-5", "seats_high", billing) in seats and len(seats) == 3

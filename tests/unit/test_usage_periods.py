@@ -12,6 +12,7 @@ from service.domain.usage import (
     LIFETIME,
     LIFETIME_START,
     BillingCycle,
+    EventCheck,
     FeatureUsage,
     LimitBook,
     UsageAccount,
@@ -234,3 +235,26 @@ def test_unlimited_and_retired_plans() -> None:
     retired = LimitBook(CATALOG).limits("platinum", {"api_pack": 1})
     assert retired == {}
     assert LimitBook(CATALOG).limits("growth", {"gone": 1})["api_calls"] == 100_000
+
+
+def test_the_batch_check_agrees_with_check_event_on_every_rule() -> None:
+    known = {"acme": object()}
+    events = [
+        make_event(0, "api_calls", NOW),
+        make_event(1, "api_calls", NOW, account_id="ghost"),
+        make_event(2, "nope", NOW),
+        make_event(3, "sso", NOW),  # on/off
+        make_event(4, "api_calls", NOW, quantity=-1),
+        make_event(5, "seats", NOW, quantity=-1, action=UsageAction.set),
+        make_event(6, "api_calls", NOW + timedelta(minutes=5)),  # at the tolerance: fine
+        make_event(7, "api_calls", NOW + timedelta(minutes=5, microseconds=1)),
+        make_event(8, "api_calls", utc(2000, 1, 1)),  # the earliest moment: fine
+        make_event(9, "api_calls", utc(1999, 12, 31, 23, 59, 59)),
+        make_event(10, "seats", NOW, quantity=0, action=UsageAction.set),
+        make_event(11, "api_calls", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))),
+    ]
+    check = EventCheck(CATALOG, known, NOW)
+    assert [check(e) for e in events] == [check_event(CATALOG, e, known, NOW) for e in events]
+    assert [check(e) is None for e in events] == [
+        True, False, False, False, False, False, True, False, True, False, True, False
+    ]  # fmt: skip

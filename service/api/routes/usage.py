@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
 
 from service.api.deps import AccountAccessDep, CatalogDep, ClockDep, IngestDep, SessionDep
 from service.api.problems import problem_responses
@@ -50,12 +56,37 @@ increments in the same batch timestamped after the reading are added to it.
 """
 
 
-@router.post(
-    "/usage",
-    response_model=UsageIngestOut,
-    description=INGEST_DESCRIPTION,
-    responses=problem_responses(401, 403, 422),
-)
+class _BatchRequest(Request):
+    """A request whose JSON body is parsed and validated as a UsageBatchIn in one pass of
+    pydantic-core, straight from the bytes, instead of json.loads then a walk of the dicts.
+
+    FastAPI passes the model instance on without validating it again. A body that fails is
+    parsed the ordinary way and left to FastAPI, so its 422 (and the malformed JSON one) stay
+    exactly those of every other route.
+    """
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = UsageBatchIn.model_validate_json(body)
+            except ValidationError:
+                self._json = json.loads(body)
+        return self._json
+
+
+class _BatchRoute(APIRoute):
+    """The ingest route: its request is a _BatchRequest (documented body unchanged)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_batch(request: Request) -> Response:
+            return await handle(_BatchRequest(request.scope, request.receive))
+
+        return handle_batch
+
+
 def ingest(
     body: UsageBatchIn,
     session: SessionDep,
@@ -85,6 +116,17 @@ def ingest(
         ],
         signals=[CrossingOut.of(c) for c in result.signals],
     )
+
+
+router.add_api_route(
+    "/usage",
+    ingest,
+    methods=["POST"],
+    response_model=UsageIngestOut,
+    description=INGEST_DESCRIPTION,
+    responses=problem_responses(401, 403, 422),
+    route_class_override=_BatchRoute,
+)
 
 
 @router.get(
