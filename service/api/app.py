@@ -9,7 +9,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
@@ -19,6 +19,7 @@ from service.adapters.catalog_loader import load_catalog
 from service.adapters.db import make_engine, make_session_factory
 from service.adapters.stripe_api import StripeBilling, StripeNotConfigured, connect_stripe
 from service.api.collector import freeze_survivors, tend_collector
+from service.api.deps import single_valued_query
 from service.api.metrics import MetricsMiddleware, RequestMetrics
 from service.api.problems import install_problem_handlers
 from service.api.routes import (
@@ -110,6 +111,7 @@ def create_app(
             "RFC 9457 application/problem+json with a stable `code`."
         ),
         lifespan=lifespan,
+        dependencies=[Depends(single_valued_query)],
     )
     app.state.settings = settings
     app.state.catalog = active_catalog

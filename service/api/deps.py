@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.schemas import AccountId
 from service.domain.catalog import Catalog
-from service.domain.errors import DomainError, NotFound
+from service.domain.errors import DomainError, NotFound, ValidationFailed
 from service.ports import BillingGateway, Clock
 from service.services.account_state import changed_accounts
 from service.services.api_keys import Principal, Scope, authenticate
@@ -58,6 +58,20 @@ async def get_signer(request: Request) -> TokenSigner:
     return request.app.state.token_signer
 
 
+async def single_valued_query(request: Request) -> None:
+    """Every query parameter of this API takes one value: a repeated one is ambiguous (which
+    account did `?account=a&account=b` mean?), so it is refused rather than one picked."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen:
+            raise ValidationFailed(
+                f"query parameter '{name}' is given more than once",
+                field=name,
+                code="repeated_parameter",
+            )
+        seen.add(name)
+
+
 # scope="function": commit before the response is sent, so a failed commit is the response.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
@@ -87,16 +101,28 @@ def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
-def _server_key(request: Request, raw_key: str) -> Principal:
-    with request.app.state.session_factory() as session:
-        principal = authenticate(session, raw_key)
+def _key_principal(session: Session, raw_key: str) -> Principal:
+    principal = authenticate(session, raw_key)
     if principal is None:
         raise Unauthorized("invalid or revoked credentials", code="invalid_credentials")
     return principal
 
 
+def _server_key(request: Request, raw_key: str) -> Principal:
+    with request.app.state.session_factory() as session:
+        return _key_principal(session, raw_key)
+
+
 def get_principal(request: Request, credentials: BearerDep) -> Principal:
+    """The server key's principal, read in a short session of its own: the route may work on
+    other connections (exports, reports), and on SQLite a request transaction holds the lock."""
     return _server_key(request, _bearer_token(credentials))
+
+
+def get_principal_in_transaction(credentials: BearerDep, session: SessionDep) -> Principal:
+    """The server key's principal, read in the request's transaction: one connection per
+    request, for routes that do all their work in that transaction (usage ingest)."""
+    return _key_principal(session, _bearer_token(credentials))
 
 
 async def account_principal(
@@ -131,8 +157,11 @@ def session_principal(state: Any, raw: str, account_id: str) -> Principal:
     )
 
 
-def require_scope(scope: Scope) -> Callable[[Principal], Principal]:
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+def require_scope(
+    scope: Scope, principal_of: Callable[..., Principal] = get_principal
+) -> Callable[[Principal], Principal]:
+    # A default, not Annotated: annotations are strings here, and principal_of is a local.
+    def check(principal: Principal = Depends(principal_of)) -> Principal:
         if principal.account_id is not None or not principal.allows(scope):
             raise Forbidden(f"this key lacks the '{scope.value}' scope", code="insufficient_scope")
         return principal
@@ -141,7 +170,8 @@ def require_scope(scope: Scope) -> Callable[[Principal], Principal]:
 
 
 AdminDep = Annotated[Principal, Depends(require_scope(Scope.admin))]
-IngestDep = Annotated[Principal, Depends(require_scope(Scope.ingest))]
+# Ingest works only in the request transaction: its key is checked there too.
+IngestDep = Annotated[Principal, Depends(require_scope(Scope.ingest, get_principal_in_transaction))]
 FinanceDep = Annotated[Principal, Depends(require_scope(Scope.finance))]
 AccountAccessDep = Annotated[Principal, Depends(account_principal)]
 

@@ -144,3 +144,13 @@ def test_auth_is_required_and_scoped(
         .headers["content-type"]
         .startswith("application/problem+json")
     )
+
+
+def test_a_repeated_query_parameter_is_refused(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    # Every query parameter takes one value: ?account=a&account=b is ambiguous, never guessed.
+    response = client.get("/v1/ledger/entries?account=a&account=b", headers=admin_headers)
+    assert_problem(response, 422, "repeated_parameter", "account")
+    single = client.get("/v1/ledger/entries?account=a", headers=admin_headers)
+    assert single.status_code == 200, single.text
