@@ -295,6 +295,9 @@ def main() -> None:
             "p50_ms": round(offers["p50_ms"], 2),
             "p99_ms": round(offers["p99_ms"], 2),
             "quote_us": round(quote_microseconds(), 1),
+            # The same load on the bare route: what the machine adds to every latency.
+            "bare_p50_ms": round(baseline["p50_ms"], 2),
+            "bare_p99_ms": round(baseline["p99_ms"], 2),
         }
     )
 

@@ -23,7 +23,7 @@ from service.domain.usage import FeatureUsage
 from service.ports import BillingGateway
 from service.services.account_state import AccountState, state_of
 from service.services.billing import billed_lines
-from service.services.impressions import encode_json_columns
+from service.services.impressions import Impression, ImpressionStatic
 from service.services.quotes import authoritative_quote, prepare_for_account, price_for_account
 from service.services.signals import signal_summary
 from service.services.tokens import OFFER_PREFIX, TokenSigner, unix
@@ -81,7 +81,7 @@ class PlannedOffer:
     target: Mapping[str, Any]  # as JSON: the plan, or {"tier": ...} for sales-assisted
     signal_ids: list[str]
     id_material: tuple[str, str]  # see offer_id_material
-    impression: Mapping[str, Any]  # its impression rows' columns that never vary (see there)
+    impression: ImpressionStatic  # the columns of its impressions that never vary
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +170,6 @@ def plan_offers(catalog: Catalog, inputs: OfferInputs) -> OfferPlan:
         target = (
             plan_to_json(candidate.target) if candidate.target else {"tier": candidate.target_tier}
         )
-        json_columns = {
-            "target": target,
-            "reason_codes": list(candidate.reasons),
-            "signal_ids": list(candidate.signal_ids),
-        }
         planned.append(
             PlannedOffer(
                 candidate,
@@ -183,7 +178,15 @@ def plan_offers(catalog: Catalog, inputs: OfferInputs) -> OfferPlan:
                 target,
                 list(candidate.signal_ids),
                 offer_id_material(account, candidate, target, catalog.version),
-                {**shared, "engine": candidate.engine.value, **encode_json_columns(json_columns)},
+                ImpressionStatic.of(
+                    {
+                        **shared,
+                        "engine": candidate.engine.value,
+                        "target": target,
+                        "reason_codes": list(candidate.reasons),
+                        "signal_ids": list(candidate.signal_ids),
+                    }
+                ),
             )
         )
     return OfferPlan(account, inputs.billed, signals.in_window, tuple(planned))
@@ -237,18 +240,16 @@ def compute_offers(
     return price_offers(catalog, plan_offers(catalog, inputs), now, signer, gateway)
 
 
-def impression_rows(plan: OfferPlan, offers: AccountOffers, now: datetime) -> list[dict[str, Any]]:
-    """One offer_impressions row per offer shown, for the funnel: flat rows of strings, numbers
-    and times (JSON columns already encoded), which the collector never has to look at while
-    they wait for the writer."""
+def impression_rows(plan: OfferPlan, offers: AccountOffers, now: datetime) -> list[Impression]:
+    """One offer_impressions row per offer shown, for the funnel."""
     static = {id(planned.candidate): planned.impression for planned in plan.offers}
     return [
-        {
-            **static[id(offer.candidate)],
-            "offer_id": offer.id,
-            "amount_due_minor": offer.quote.amount_due.minor if offer.quote else None,
-            "shown_at": now,
-        }
+        Impression(
+            static[id(offer.candidate)],
+            offer.id,
+            offer.quote.amount_due.minor if offer.quote else None,
+            now,
+        )
         for offer in offers.offers
     ]
 

@@ -1,0 +1,49 @@
+"""Offer impressions go through the batched writer (COPY text on PostgreSQL) unchanged."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from service.adapters.db import make_session_factory
+from service.adapters.offer_tables import OfferImpressionRow
+from service.services.impressions import Impression, ImpressionBuffer, ImpressionStatic
+
+AWKWARD = 'tab\there, new\nline, back\\slash, cr\r, quote" and \\N'
+
+
+def test_awkward_text_and_nulls_survive_the_writer(
+    client: TestClient, admin_headers: dict[str, str], db: Engine
+) -> None:
+    body = {"tier": "growth", "interval": "month", "seats": 10}
+    assert client.put("/v1/accounts/acme", json=body, headers=admin_headers).status_code == 201
+    static = ImpressionStatic.of(
+        {
+            "account_id": "acme",
+            "engine": "upsell",
+            "target": {"tier": AWKWARD, "addons": {"k": 1}},
+            "currency": "USD",
+            "reason_codes": [AWKWARD, "ünïcode"],
+            "signal_ids": [],
+            "days_since_activation": None,
+            "in_activation_window": False,
+            "catalog_version": "v\\1\t",
+        }
+    )
+    shown = datetime(2026, 11, 23, 17, 0, 1, 123456, tzinfo=UTC)
+    buffer = ImpressionBuffer(make_session_factory(db))
+    buffer.add([Impression(static, "off_1", None, shown), Impression(static, "off_2", 250, shown)])
+    assert buffer.flush() == 2
+    with Session(db) as session:
+        rows = list(session.scalars(select(OfferImpressionRow).order_by(OfferImpressionRow.id)))
+    assert [(r.offer_id, r.amount_due_minor) for r in rows] == [("off_1", None), ("off_2", 250)]
+    for row in rows:
+        assert row.target == {"tier": AWKWARD, "addons": {"k": 1}}
+        assert row.reason_codes == [AWKWARD, "ünïcode"]
+        assert row.signal_ids == []
+        assert (row.days_since_activation, row.in_activation_window) == (None, False)
+        assert row.catalog_version == "v\\1\t"
+        assert row.shown_at == shown
