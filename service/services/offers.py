@@ -63,11 +63,12 @@ def load_offer_inputs(
     session: Session, catalog: Catalog, account: AccountRow, now: datetime
 ) -> OfferInputs:
     state = state_of(account)
+    snapshot = usage_snapshot(session, catalog, account, now)
     return OfferInputs(
         account=state,
         billed=billed_lines(session, catalog, state),
-        usage=usage_snapshot(session, catalog, account, now).features,
-        signals=signal_summary(session, catalog, account, now),
+        usage=snapshot.features,
+        signals=signal_summary(session, catalog, account, now, snapshot),
     )
 
 

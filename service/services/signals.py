@@ -204,12 +204,18 @@ def evaluate_account(
 
 
 def signal_summary(
-    session: Session, catalog: Catalog, account: AccountRow, now: datetime
+    session: Session,
+    catalog: Catalog,
+    account: AccountRow,
+    now: datetime,
+    snapshot: UsageSnapshot | None = None,
 ) -> SignalSummary:
-    """Crossings, readiness and motion of one account: three indexed queries, no writes."""
+    """Crossings, readiness and motion of one account: three indexed queries (two when its
+    usage `snapshot` at `now` is given), no writes."""
     usage = UsageRepository(session)
     state = usage_account(account)
-    snapshot = usage.snapshots(catalog, [state], now)[state.account_id]
+    if snapshot is None:
+        snapshot = usage.snapshots(catalog, [state], now)[state.account_id]
     milestones = usage.milestones([state.account_id]).get(state.account_id, {})
     rows = SignalRepository(session).crossings_of(state.account_id, SUMMARY_CROSSINGS)
     crossings = [crossing_of(row) for row in rows]
