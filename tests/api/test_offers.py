@@ -173,6 +173,12 @@ def test_the_page_load_path_answers_exactly_as_the_route(
         "missing_credentials",
     )
     assert client.get("/v1/accounts/acme/upgrade-offers", headers=admin_headers).status_code == 200
+    assert_problem(
+        client.get("/v1/accounts/acme/upgrade-offers?x=1&x=2", headers=browser),
+        422,
+        "repeated_parameter",
+        "x",
+    )
 
     app.state.impressions.flush()
     with Session(db) as session:
