@@ -119,3 +119,15 @@ def ingest_headers(db: Engine, clock: FakeClock) -> dict[str, str]:
 @pytest.fixture
 def finance_headers(db: Engine, clock: FakeClock) -> dict[str, str]:
     return {"Authorization": f"Bearer {_key(db, clock, Scope.finance)}"}
+
+
+# The Stripe-mode fixtures, for every test module (pytest_plugins would have to live in a
+# rootdir conftest). Imported last: that module reads CATALOG_PATH from this one.
+from tests.stripe_fixtures_app import (  # noqa: E402, F401
+    fake_stripe,
+    fake_stripe_server,
+    stripe_app,
+    stripe_http,
+    stripe_settings,
+    world,
+)

@@ -1,7 +1,7 @@
 """Shared fixtures for Upshift in Stripe mode: the app pointed at the fake Stripe, the catalog
 synced into it, and accounts linked to a customer and subscription made through the SDK.
 
-Import the fixtures you use into the test module (``pytest_plugins`` only works at the root).
+tests/conftest.py imports the fixtures, so every test module can use them.
 """
 
 from __future__ import annotations

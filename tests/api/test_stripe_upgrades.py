@@ -31,23 +31,8 @@ from tests.stripe_fixtures_app import (
     GROWTH_7,
     StripeWorld,
     assert_books_balance,
-    fake_stripe,
-    fake_stripe_server,
     ledger_rows,
-    stripe_app,
-    stripe_http,
-    stripe_settings,
-    world,
 )
-
-__all__ = [
-    "fake_stripe",
-    "fake_stripe_server",
-    "stripe_app",
-    "stripe_http",
-    "stripe_settings",
-    "world",
-]
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """Pytest fixtures for the fake Stripe server.
 
-Use from a conftest (``pytest_plugins`` only works in the rootdir conftest)::
-
-    from tests.fakes.stripe_fixtures import fake_stripe, fake_stripe_server  # noqa: F401
+tests/conftest.py makes them available to every test (through tests/stripe_fixtures_app).
 
 ``fake_stripe`` (function scope) is a :class:`~tests.fakes.stripe_server.FakeStripe`
 controller, reset before the test; the server behind it is started once per

@@ -19,13 +19,8 @@ from service.ports import BillingAccount
 from tests.stripe_fixtures_app import (
     GROWTH_7,
     StripeWorld,
-    fake_stripe,
-    fake_stripe_server,
     unix,
-    world,
 )
-
-__all__ = ["fake_stripe", "fake_stripe_server", "world"]
 
 KEY = "upshift:upgrade:upg_test"
 

@@ -13,10 +13,7 @@ from service.adapters.stripe_api import StripeCatalogStore
 from service.cli import main
 from service.services.stripe_sync import desired_catalog, plan_sync
 from tests.conftest import CATALOG_PATH
-from tests.fakes.stripe_fixtures import fake_stripe, fake_stripe_server
 from tests.fakes.stripe_server import FakeStripe
-
-__all__ = ["fake_stripe", "fake_stripe_server"]
 
 PRODUCTS = 6  # starter, growth, business (enterprise has no list price) + 3 add-ons
 PRICES = 18  # 3 tiers x 2 intervals x (base + seat) + 3 add-ons x 2 intervals
