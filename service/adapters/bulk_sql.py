@@ -14,6 +14,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from service.adapters.orm import UTCDateTime
@@ -45,6 +46,14 @@ def _microseconds(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
+def dialect_insert(dialect: Dialect, table: Any) -> Insert:
+    """An INSERT with on_conflict_do_nothing/update: ON CONFLICT is spelled the same on both
+    backends, but lives in each dialect's insert()."""
+    if dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 class BulkSqlRepository:
     """Base of the repositories whose statements take many rows at once."""
 
@@ -59,10 +68,7 @@ class BulkSqlRepository:
         return self.session.connection().execute(statement, parameters)
 
     def _insert(self, table: Any) -> Insert:
-        # ON CONFLICT is spelled the same on both backends, but lives in each dialect's insert().
-        if self.postgres:
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+        return dialect_insert(self.dialect, table)
 
     @property
     def locks_rows(self) -> bool:

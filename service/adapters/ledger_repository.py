@@ -17,9 +17,11 @@ from sqlalchemy import (
     String,
     case,
     cast,
+    delete,
     distinct,
     extract,
     func,
+    insert,
     literal,
     literal_column,
     null,
@@ -29,10 +31,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from service.adapters.ledger_tables import LedgerEntryRow
+from service.adapters.bulk_sql import dialect_insert
+from service.adapters.ledger_tables import LedgerEntryRow, LedgerMonthFlowRow
 from service.adapters.offer_tables import OfferImpressionRow
 
 E = LedgerEntryRow
+F = LedgerMonthFlowRow
 
 # Any constant works as long as nothing else in the database takes the same advisory lock; this
 # is the first 8 bytes of sha256("upshift.ledger.append") as a signed bigint.
@@ -111,6 +115,29 @@ class AccountPosition:
     last_occurred_at: datetime | None  # of the account's last entry in any currency
 
 
+@dataclass(frozen=True, slots=True)
+class PeriodPosition:
+    """An account's state in one currency within a period, before its next movement."""
+
+    opening: int | None  # MRR at the period start; None when nothing moved in the period yet
+    losses: int  # the losses it booked in the period so far, a magnitude
+
+
+@dataclass(frozen=True, slots=True)
+class MonthFlow:
+    """One entry's contribution to the monthly rollup (see LedgerMonthFlowRow)."""
+
+    month: int
+    currency: str
+    kind: str
+    engine: str | None
+    total: int
+    month_cohort: int
+    month_capped_loss: int
+    quarter_cohort: int
+    quarter_capped_loss: int
+
+
 class LedgerRepository:
     """Append and read; there is deliberately no update or delete."""
 
@@ -159,6 +186,48 @@ class LedgerRepository:
     def add(self, row: LedgerEntryRow) -> None:
         self.session.add(row)
         self.session.flush()
+
+    def period_position(self, account_id: str, currency: str, since: datetime) -> PeriodPosition:
+        """The account's MRR at `since` (None without movements since) and its losses since."""
+        mine = (E.account_id == account_id, E.currency == currency, E.occurred_at >= since)
+        opening = (
+            select(E.mrr_before_minor)
+            .where(*mine)
+            .order_by(E.occurred_at, E.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        losses = (
+            select(func.coalesce(func.sum(-E.mrr_delta_minor), 0))
+            .where(*mine, E.mrr_delta_minor < 0)
+            .scalar_subquery()
+        )
+        found = self.session.execute(select(opening, losses)).one()
+        return PeriodPosition(opening=found[0], losses=int(found[1]))
+
+    def add_month_flow(self, flow: MonthFlow) -> None:
+        """Add one entry's sums to its month's rollup row (created when it is the first)."""
+        values = {
+            "month": flow.month,
+            "currency": flow.currency,
+            "kind": flow.kind,
+            "engine": flow.engine or "",
+            "entries": 1,
+            "total_minor": flow.total,
+            "month_cohort_minor": flow.month_cohort,
+            "month_capped_loss_minor": flow.month_capped_loss,
+            "quarter_cohort_minor": flow.quarter_cohort,
+            "quarter_capped_loss_minor": flow.quarter_capped_loss,
+        }
+        statement = dialect_insert(self.session.get_bind().dialect, F).values(values)
+        added = {
+            name: getattr(F, name) + statement.excluded[name]
+            for name in values
+            if name not in ("month", "currency", "kind", "engine")
+        }
+        self.session.execute(
+            statement.on_conflict_do_update(index_elements=list(values)[:4], set_=added)
+        )
 
     def page(
         self,
@@ -358,27 +427,9 @@ def _in_range(accounts: AccountRange) -> list[ColumnElement[bool]]:
     return found
 
 
-def period_aggregates(
-    connection: Connection,
-    start: datetime,
-    end: datetime,
-    *,
-    months_per_bucket: int,
-    accounts: AccountRange = (None, None),
-) -> list[PeriodAggregate]:
-    """Movements summed per (bucket, currency, kind, engine), in one statement (one snapshot).
-
-    A bucket is `month_index // months_per_bucket` for movements in [start, end); bucket -1
-    holds the net of everything earlier, the opening MRR. An account is in a bucket's cohort
-    when its first movement there starts above 0: by the chain rule (mrr_before equals the
-    previous mrr_after) that is its MRR at the bucket start, so no earlier rows are read. Its
-    losses are capped at that MRR for GRR by summing, per movement, how much of the cap the
-    running loss uses up, which telescopes to min(opening, losses) per account and bucket.
-    Everything is per account first, so `accounts` ranges add up to the whole.
-    """
-    bucket = (_month_index(connection, E.occurred_at) // months_per_bucket).label("bucket")
-    loss = case((E.mrr_delta_minor < 0, -E.mrr_delta_minor), else_=0).label("loss")
-    moves = (
+def _moves(connection: Connection, conditions: Sequence[ColumnElement[bool]]) -> Any:
+    """The movements the report sums, with their loss and UTC month index."""
+    return (
         select(
             E.account_id,
             E.currency,
@@ -388,43 +439,51 @@ def period_aggregates(
             E.engine,
             E.mrr_delta_minor.label("delta"),
             E.mrr_before_minor.label("before"),
-            loss,
-            bucket,
+            case((E.mrr_delta_minor < 0, -E.mrr_delta_minor), else_=0).label("loss"),
+            _month_index(connection, E.occurred_at).label("month"),
         )
-        .where(E.occurred_at >= start, E.occurred_at < end, *_in_range(accounts))
+        .where(*conditions)
         .subquery("moves")
     )
+
+
+def _placed(moves: Any, bucket_months: Sequence[int]) -> Any:
+    """Each movement with, per bucket size, its account's MRR at the bucket start (`opening_N`)
+    and the account's losses in the bucket up to and including it (`loss_after_N`).
+
+    A bucket's opening is the mrr_before of the account's first movement in it: by the chain
+    rule that is its MRR at the bucket start, so no earlier rows are read. The index yields rows
+    presorted by account and time, so PostgreSQL only sorts each account's few rows by bucket.
+    """
     m = moves.c
-    # Rows of one account and bucket in ledger order; the index yields them presorted by
-    # account and time, so PostgreSQL only sorts each account's few rows by bucket.
-    frame = {
-        "partition_by": (m.account_id, m.currency, m.bucket),
-        "order_by": (m.occurred_at, m.id),
-        "rows": (None, 0),
-    }
-    placed = select(
-        m.bucket,
-        m.currency,
-        m.kind,
-        m.engine,
-        m.delta,
-        m.loss,
-        func.first_value(m.before).over(**frame).label("opening"),
-        func.sum(m.loss).over(**frame).label("loss_after"),
-    ).subquery("placed")
+    windows = []
+    for months in bucket_months:
+        frame = {
+            "partition_by": (m.account_id, m.currency, m.month // months),
+            "order_by": (m.occurred_at, m.id),
+            "rows": (None, 0),
+        }
+        windows.append(func.first_value(m.before).over(**frame).label(f"opening_{months}"))
+        windows.append(func.sum(m.loss).over(**frame).label(f"loss_after_{months}"))
+    return select(m.month, m.currency, m.kind, m.engine, m.delta, m.loss, *windows).subquery(
+        "placed"
+    )
+
+
+def _cohort_sums(placed: Any, months: int) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """Summed over a group: the cohort's deltas and its capped losses (domain.ledger.cohort_share
+    in SQL), for buckets of `months` months. The capped loss of each movement is how much of the
+    opening its running loss uses up, which telescopes to min(opening, losses) per account."""
     p = placed.c
-    in_cohort = p.opening > 0
-    cap_used = _least(p.opening, p.loss_after) - _least(p.opening, p.loss_after - p.loss)
-    flows = select(
-        p.bucket,
-        p.currency,
-        p.kind,
-        p.engine,
-        func.sum(p.delta),
-        func.sum(p.delta).filter(in_cohort),
-        func.sum(cap_used).filter(in_cohort, p.loss > 0),
-    ).group_by(p.bucket, p.currency, p.kind, p.engine)
-    opening = (
+    opening, loss_after = p[f"opening_{months}"], p[f"loss_after_{months}"]
+    in_cohort = opening > 0
+    cap_used = _least(opening, loss_after) - _least(opening, loss_after - p.loss)
+    return func.sum(p.delta).filter(in_cohort), func.sum(cap_used).filter(in_cohort, p.loss > 0)
+
+
+def _opening_select(conditions: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    """Bucket -1: the net of every movement before the report, per currency."""
+    return (
         select(
             literal(-1),
             E.currency,
@@ -434,21 +493,137 @@ def period_aggregates(
             literal(0),
             literal(0),
         )
-        .where(E.occurred_at < start, *_in_range(accounts))
+        .where(*conditions)
         .group_by(E.currency)
     )
+
+
+def _collect(rows: Iterator[Row[Any]]) -> list[PeriodAggregate]:
+    """(bucket, currency, kind, engine, total, cohort, capped) rows as PeriodAggregates."""
     found: dict[tuple[int, str], PeriodAggregate] = {}
-    for row in connection.execute(union_all(flows, opening)):
+    for row in rows:
         key = (int(row[0]), row[1])
         aggregate = found.setdefault(key, PeriodAggregate(key[0], key[1]))
         total, cohort, capped = (int(value or 0) for value in row[4:7])
-        aggregate.add(row[2], row[3], total, cohort, capped)
+        aggregate.add(row[2], row[3] or None, total, cohort, capped)
     return list(found.values())
 
 
-def month_index(moment: datetime) -> int:
-    """The Python twin of the SQL month index, to place a period's start in its bucket."""
-    return moment.year * 12 + moment.month - 1
+def period_aggregates(
+    connection: Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    months_per_bucket: int,
+    accounts: AccountRange = (None, None),
+) -> list[PeriodAggregate]:
+    """Movements summed per (bucket, currency, kind, engine) from the entries, in one statement
+    (one snapshot); any [start, end), even one that cuts a month.
+
+    A bucket is `month_index // months_per_bucket` for movements in [start, end); bucket -1
+    holds the net of everything earlier, the opening MRR. An account is in a bucket's cohort
+    when its first movement there starts above 0 (its MRR at the bucket start, or at `start`
+    in a bucket that `start` cuts). Everything is per account first, so `accounts` ranges add
+    up to the whole.
+    """
+    moves = _moves(connection, [E.occurred_at >= start, E.occurred_at < end, *_in_range(accounts)])
+    placed = _placed(moves, [months_per_bucket])
+    p = placed.c
+    bucket = p.month // months_per_bucket
+    flows = select(
+        bucket,
+        p.currency,
+        p.kind,
+        p.engine,
+        func.sum(p.delta),
+        *_cohort_sums(placed, months_per_bucket),
+    ).group_by(bucket, p.currency, p.kind, p.engine)
+    opening = _opening_select([E.occurred_at < start, *_in_range(accounts)])
+    return _collect(connection.execute(union_all(flows, opening)))
+
+
+# --- the monthly rollup -------------------------------------------------------------------------
+
+_QUARTER = 3
+
+
+def month_flow_aggregates(
+    connection: Connection, start_month: int, end_month: int, *, months_per_bucket: int
+) -> list[PeriodAggregate]:
+    """The same sums as period_aggregates for whole buckets, read from the monthly rollup: the
+    months [start_month, end_month) where start_month starts a bucket (end_month may cut one)."""
+    if months_per_bucket not in (1, _QUARTER) or start_month % months_per_bucket:
+        raise ValueError("the rollup answers whole months and quarters from a bucket start")
+    prefix = "month" if months_per_bucket == 1 else "quarter"
+    bucket = F.month // months_per_bucket
+    flows = select(
+        bucket,
+        F.currency,
+        F.kind,
+        F.engine,
+        func.sum(F.total_minor),
+        func.sum(getattr(F, f"{prefix}_cohort_minor")),
+        func.sum(getattr(F, f"{prefix}_capped_loss_minor")),
+    ).where(F.month >= start_month, F.month < end_month)
+    flows = flows.group_by(bucket, F.currency, F.kind, F.engine)
+    opening = (
+        select(
+            literal(-1),
+            F.currency,
+            literal("opening"),
+            literal(""),
+            func.sum(F.total_minor),
+            literal(0),
+            literal(0),
+        )
+        .where(F.month < start_month)
+        .group_by(F.currency)
+    )
+    return _collect(connection.execute(union_all(flows, opening)))
+
+
+def month_flow_rows(connection: Connection) -> list[tuple[Any, ...]]:
+    """Every rollup row in key order, for comparing the rollup with a rebuild."""
+    columns = [column for column in F.__table__.columns]
+    statement = select(*columns).order_by(F.month, F.currency, F.kind, F.engine)
+    return [tuple(row) for row in connection.execute(statement)]
+
+
+def rebuild_month_flows(connection: Connection) -> int:
+    """Recompute the whole rollup from the entries in the caller's transaction; returns its rows.
+
+    Takes the append lock first on PostgreSQL, so no entry is added (and rolled up) meanwhile.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
+    placed = _placed(_moves(connection, []), [1, _QUARTER])
+    p = placed.c
+    engine = func.coalesce(p.engine, "")
+    rebuilt = select(
+        p.month,
+        p.currency,
+        p.kind,
+        engine,
+        func.count(),
+        func.sum(p.delta),
+        *(func.coalesce(total, 0) for total in _cohort_sums(placed, 1)),
+        *(func.coalesce(total, 0) for total in _cohort_sums(placed, _QUARTER)),
+    ).group_by(p.month, p.currency, p.kind, engine)
+    names = [
+        "month",
+        "currency",
+        "kind",
+        "engine",
+        "entries",
+        "total_minor",
+        "month_cohort_minor",
+        "month_capped_loss_minor",
+        "quarter_cohort_minor",
+        "quarter_capped_loss_minor",
+    ]
+    connection.execute(delete(F))
+    connection.execute(insert(F).from_select(names, rebuilt))
+    return connection.scalar(select(func.count()).select_from(F)) or 0
 
 
 def funnel_counts(

@@ -69,3 +69,29 @@ class LedgerEntryRow(Base):
             "kind IN ('new', 'expansion', 'contraction', 'churn', 'reactivation')", name="kind"
         ),
     )
+
+
+class LedgerMonthFlowRow(Base):
+    """The ledger summed per UTC calendar month, currency, kind and engine: what the NRR report
+    reads for whole months and quarters instead of every entry.
+
+    Derived, not a record of its own: each ledger entry adds itself here in the same transaction
+    (services.ledger.record_movement), and `upshift ledger rollup --rebuild` recomputes it from
+    the entries (as the migration that created it did). So it is not append-only; the ledger is.
+    The cohort columns are the movements of accounts paying at the start of the month (quarter)
+    and how much of that opening MRR their losses used up (domain.ledger.cohort_share).
+    """
+
+    __tablename__ = "ledger_month_flows"
+
+    month: Mapped[int] = mapped_column(Integer, primary_key=True)  # year * 12 + month - 1
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # '' for kinds without an engine: a primary key column cannot be NULL.
+    engine: Mapped[str] = mapped_column(String(16), primary_key=True)
+    entries: Mapped[int] = mapped_column(BigInteger)
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    month_cohort_minor: Mapped[int] = mapped_column(BigInteger)
+    month_capped_loss_minor: Mapped[int] = mapped_column(BigInteger)
+    quarter_cohort_minor: Mapped[int] = mapped_column(BigInteger)
+    quarter_capped_loss_minor: Mapped[int] = mapped_column(BigInteger)

@@ -61,6 +61,27 @@ def verify(batch_size: int) -> None:
     click.echo(f"ledger ok: {result.rows_checked} rows verified, head {result.head_hash or '-'}")
 
 
+@ledger.command("rollup")
+@click.option("--rebuild", is_flag=True, help="Replace the rollup with the recomputed one")
+def rollup(rebuild: bool) -> None:
+    """Recompute the monthly rollup the NRR report reads and compare it with the kept one;
+    exit 1 if they differ (unless --rebuild, which keeps the recomputed one)."""
+    from service.services.ledger import rebuild_rollup
+
+    engine = _engine()
+    try:
+        with engine.connect() as connection:
+            result = rebuild_rollup(connection, keep=rebuild)
+    finally:
+        engine.dispose()
+    state = "matched" if result.matched else "differed from"
+    click.echo(f"ledger rollup {state} the entries ({result.rows} rows)")
+    if rebuild:
+        click.echo("ledger rollup rebuilt")
+    elif not result.matched:
+        sys.exit(1)
+
+
 @ledger.command("export")
 @click.option(
     "--format",

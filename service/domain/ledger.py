@@ -701,6 +701,38 @@ def rollforward_reports(
     return reports
 
 
+def month_index(moment: datetime) -> int:
+    """Months since year 0 of a UTC moment: the reports' month bucket (the SQL has a twin)."""
+    moment = require_utc(moment, "moment")
+    return moment.year * 12 + moment.month - 1
+
+
+def month_and_quarter_start(moment: datetime) -> tuple[datetime, datetime]:
+    """The UTC calendar month and quarter a moment falls in, by their first instant."""
+    moment = require_utc(moment, "moment")
+    quarter_month = (moment.month - 1) // 3 * 3 + 1
+    return (
+        datetime(moment.year, moment.month, 1, tzinfo=UTC),
+        datetime(moment.year, quarter_month, 1, tzinfo=UTC),
+    )
+
+
+def cohort_share(delta: int, *, opening: int, loss_before: int) -> tuple[int, int]:
+    """What one movement adds to its period's cohort sums: (cohort delta, capped loss).
+
+    `opening` is the account's MRR (in the movement's currency) at the period start and
+    `loss_before` the losses it booked earlier in the same period. Only accounts paying at the
+    period start are in the cohort; their losses count towards GRR up to that opening MRR, so
+    the capped losses of an account's movements add up to min(opening, its losses), the same
+    sum _roll_period makes per account.
+    """
+    if _require_non_negative(opening, "opening") == 0:
+        return 0, 0
+    loss_before = _require_non_negative(loss_before, "loss_before")
+    loss = -_require_int(delta, "delta") if delta < 0 else 0
+    return delta, min(opening, loss_before + loss) - min(opening, loss_before)
+
+
 def period_buckets(start: datetime, end: datetime, granularity: Granularity) -> list[Period]:
     """Split [start, end) at UTC calendar month or quarter boundaries; ends may be partial."""
     start = require_utc(start, "start")

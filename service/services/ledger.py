@@ -15,8 +15,11 @@ from sqlalchemy.orm import Session
 from service.adapters.ledger_repository import (
     CHAIN_COLUMNS,
     LedgerRepository,
+    MonthFlow,
     TimeWindow,
     chain_batches,
+    month_flow_rows,
+    rebuild_month_flows,
 )
 from service.adapters.ledger_tables import LedgerEntryRow
 from service.domain.errors import Conflict, ValidationFailed
@@ -31,7 +34,10 @@ from service.domain.ledger import (
     Source,
     chain_hash,
     classify,
+    cohort_share,
     engine_for_change,
+    month_and_quarter_start,
+    month_index,
     verify_chain,
 )
 from service.domain.money import validate_currency
@@ -180,8 +186,31 @@ def record_movement(
         prev_hash=prev_hash,
         hash=chain_hash(prev_hash, draft),
     )
+    flow = _month_flow(repository, draft)  # read before the row is there
     repository.add(row)
+    repository.add_month_flow(flow)
     return row
+
+
+def _month_flow(repository: LedgerRepository, draft: LedgerEntryDraft) -> MonthFlow:
+    """The entry's share of the monthly rollup the reports read (same transaction)."""
+    shares = []
+    for since in month_and_quarter_start(draft.occurred_at):
+        position = repository.period_position(draft.account_id, draft.currency, since)
+        opening = draft.mrr_before if position.opening is None else position.opening
+        shares.append(cohort_share(draft.delta, opening=opening, loss_before=position.losses))
+    (month_cohort, month_capped), (quarter_cohort, quarter_capped) = shares
+    return MonthFlow(
+        month=month_index(draft.occurred_at),
+        currency=draft.currency,
+        kind=draft.kind.value,
+        engine=None if draft.engine is None else draft.engine.value,
+        total=draft.delta,
+        month_cohort=month_cohort,
+        month_capped_loss=month_capped,
+        quarter_cohort=quarter_cohort,
+        quarter_capped_loss=quarter_capped,
+    )
 
 
 def ledger_balances(session: Session, account_id: str) -> dict[str, int]:
@@ -339,3 +368,24 @@ def verify_ledger(
         if on_batch is not None:
             on_batch(len(batch))
     return ChainReport(checked, None, None if checked == 0 else prev)
+
+
+# --- the monthly rollup ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RollupCheck:
+    rows: int  # rollup rows after the rebuild
+    matched: bool  # whether the rollup kept by the writes equalled the rebuild
+
+
+def rebuild_rollup(connection: Connection, *, keep: bool) -> RollupCheck:
+    """Recompute the monthly rollup from the entries and compare it with the one the writes
+    kept; `keep` commits the rebuilt one, else it is rolled back (a check only)."""
+    with connection.begin() as transaction:
+        before = month_flow_rows(connection)
+        rows = rebuild_month_flows(connection)
+        matched = month_flow_rows(connection) == before
+        if not keep:
+            transaction.rollback()
+    return RollupCheck(rows, matched)

@@ -18,7 +18,7 @@ from service.adapters.ledger_repository import (
     account_split_points,
     first_expansion_days,
     funnel_counts,
-    month_index,
+    month_flow_aggregates,
     period_aggregates,
     tune_for_reports,
 )
@@ -31,6 +31,7 @@ from service.domain.ledger import (
     PeriodReport,
     funnel_row,
     median_days_to_first_expansion,
+    month_index,
     period_buckets,
     report_from_flows,
 )
@@ -156,6 +157,19 @@ def _aggregates(
         return period_aggregates(connection, start, end, months_per_bucket=step, accounts=accounts)
 
 
+def _is_month_start(moment: datetime) -> bool:
+    return moment == datetime(moment.year, moment.month, 1, tzinfo=UTC)
+
+
+def rollup_months(start: datetime, end: datetime, granularity: Granularity) -> range | None:
+    """The months the monthly rollup answers this report from, or None when [start, end) cuts
+    a month or starts inside a quarter (those reports are summed from the entries)."""
+    step = _months_per_period(granularity)
+    if not (_is_month_start(start) and _is_month_start(end)) or month_index(start) % step:
+        return None
+    return range(month_index(start), month_index(end))
+
+
 def period_reports_from_sql(
     engine: sa.Engine,
     start: datetime,
@@ -163,10 +177,20 @@ def period_reports_from_sql(
     granularity: Granularity,
     *,
     pool: Executor | None = None,
+    use_rollup: bool = True,
 ) -> list[PeriodReport]:
-    """The period reports; with a `pool` on PostgreSQL, account ranges are summed side by side
-    on connections of their own (the sums are per account, so the ranges add up)."""
+    """The period reports. Whole months and quarters come from the monthly rollup (a few rows
+    per month); other ranges are summed from the entries, where with a `pool` on PostgreSQL
+    account ranges are summed side by side on connections of their own (the sums are per
+    account, so the ranges add up). `use_rollup=False` always sums the entries."""
     step = _months_per_period(granularity)
+    months = rollup_months(start, end, granularity) if use_rollup else None
+    if months is not None:
+        with engine.connect() as connection:
+            found = month_flow_aggregates(
+                connection, months.start, months.stop, months_per_bucket=step
+            )
+        return reports_from_aggregates(found, start, end, granularity)
     with engine.connect() as connection:
         points = account_split_points(connection, REPORT_CONNECTIONS) if pool else []
     bounds: list[str | None] = [None, *points, None]

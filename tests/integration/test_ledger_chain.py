@@ -16,7 +16,7 @@ from service.adapters.db import make_session_factory, transaction
 from service.adapters.ledger_tables import APPEND_ONLY_TRIGGER
 from service.cli import main
 from service.domain.ledger import Engine as LedgerEngine
-from service.services.ledger import verify_ledger
+from service.services.ledger import rebuild_rollup, verify_ledger
 from tests.ledger_fixtures import Step, at, entry_count, record, seed, skip_unless_postgres
 
 
@@ -131,3 +131,5 @@ def test_concurrent_writers_form_one_chain(db: Engine) -> None:
     assert failures == []
     report = verify(db, batch_size=7)
     assert report.ok and report.rows_checked == writers * per_writer
+    with db.connect() as connection:  # and the rollup each write kept adds up to the entries
+        assert rebuild_rollup(connection, keep=False).matched

@@ -8,11 +8,18 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, select, text
 
 from service.adapters.db import make_session_factory
-from service.adapters.ledger_repository import account_split_points, period_aggregates
+from service.adapters.ledger_repository import (
+    account_split_points,
+    month_flow_rows,
+    period_aggregates,
+    rebuild_month_flows,
+)
 from service.adapters.ledger_tables import LedgerEntryRow
+from service.cli import main
 from service.domain.ledger import (
     Engine as LedgerEngine,
 )
@@ -23,7 +30,11 @@ from service.domain.ledger import (
     period_buckets,
     rollforward_reports,
 )
-from service.services.reports import period_reports_from_sql, reports_from_aggregates
+from service.services.reports import (
+    period_reports_from_sql,
+    reports_from_aggregates,
+    rollup_months,
+)
 from tests.ledger_fixtures import Step, on_postgres, seed
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -87,16 +98,79 @@ def domain_reports(db: Engine, start: datetime, end: datetime, granularity: Gran
         (datetime(2025, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), Granularity.MONTH),
         (datetime(2025, 3, 17, tzinfo=UTC), datetime(2026, 8, 9, tzinfo=UTC), Granularity.QUARTER),
         (datetime(2025, 6, 1, 12, tzinfo=UTC), datetime(2025, 9, 1, tzinfo=UTC), Granularity.MONTH),
+        # Whole quarters from a quarter start, the last one cut at a month end (rollup)
+        (datetime(2025, 4, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), Granularity.QUARTER),
+        # Months starting inside a quarter (rollup for months, entries for quarters)
+        (datetime(2025, 5, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC), Granularity.MONTH),
+        (datetime(2025, 5, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC), Granularity.QUARTER),
     ],
 )
+@pytest.mark.parametrize("use_rollup", [True, False])
 def test_sql_report_equals_the_domain_roll_forward(
-    db: Engine, seed_number: int, start: datetime, end: datetime, granularity: Granularity
+    db: Engine,
+    seed_number: int,
+    start: datetime,
+    end: datetime,
+    granularity: Granularity,
+    use_rollup: bool,
 ) -> None:
     seed(db, random_history(random.Random(seed_number)))
-    from_sql = period_reports_from_sql(db, start, end, granularity)
+    from_sql = period_reports_from_sql(db, start, end, granularity, use_rollup=use_rollup)
     expected = domain_reports(db, start, end, granularity)
     assert expected, "the history should produce some periods"
     assert from_sql == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "granularity", "rolled_up"),
+    [
+        (
+            datetime(2025, 1, 1, tzinfo=UTC),
+            datetime(2027, 1, 1, tzinfo=UTC),
+            Granularity.MONTH,
+            True,
+        ),
+        (
+            datetime(2025, 4, 1, tzinfo=UTC),
+            datetime(2025, 5, 1, tzinfo=UTC),
+            Granularity.QUARTER,
+            True,
+        ),
+        (
+            datetime(2025, 5, 1, tzinfo=UTC),
+            datetime(2026, 5, 1, tzinfo=UTC),
+            Granularity.QUARTER,
+            False,
+        ),
+        (
+            datetime(2025, 5, 2, tzinfo=UTC),
+            datetime(2026, 5, 1, tzinfo=UTC),
+            Granularity.MONTH,
+            False,
+        ),
+        (
+            datetime(2025, 5, 1, tzinfo=UTC),
+            datetime(2026, 5, 1, 1, tzinfo=UTC),
+            Granularity.MONTH,
+            False,
+        ),
+    ],
+)
+def test_the_rollup_answers_whole_buckets_only(
+    start: datetime, end: datetime, granularity: Granularity, rolled_up: bool
+) -> None:
+    assert (rollup_months(start, end, granularity) is not None) is rolled_up
+
+
+def test_the_rollup_kept_by_each_write_equals_a_rebuild_from_the_entries(db: Engine) -> None:
+    seed(db, random_history(random.Random(7), accounts=40))
+    with db.connect() as connection:
+        kept = month_flow_rows(connection)
+    assert kept, "the history should have rolled up some months"
+    with db.begin() as connection:
+        assert rebuild_month_flows(connection) == len(kept)
+    with db.connect() as connection:
+        assert month_flow_rows(connection) == kept
 
 
 @pytest.mark.parametrize("cuts", [["a12"], ["a05", "a17", "a3"], ["zzz"]])
@@ -130,3 +204,21 @@ def test_a_parallel_report_equals_the_serial_one(db: Engine) -> None:
         parallel = period_reports_from_sql(db, start, end, Granularity.MONTH, pool=pool)
     assert parallel == period_reports_from_sql(db, start, end, Granularity.MONTH)
     assert parallel == domain_reports(db, start, end, Granularity.MONTH)
+
+
+def test_cli_rollup_checks_and_rebuilds(db: Engine, database_url: str, monkeypatch) -> None:
+    monkeypatch.setenv("UPSHIFT_DATABASE_URL", database_url)
+    runner = CliRunner()
+    seed(db, random_history(random.Random(8), accounts=10))
+    ok = runner.invoke(main, ["ledger", "rollup"])
+    assert ok.exit_code == 0, ok.output
+    assert "ledger rollup matched the entries" in ok.output
+    with db.begin() as connection:  # the rollup is derived, so it can be edited (and repaired)
+        connection.execute(text("UPDATE ledger_month_flows SET total_minor = total_minor + 1"))
+    bad = runner.invoke(main, ["ledger", "rollup"])
+    assert bad.exit_code == 1
+    assert "ledger rollup differed from the entries" in bad.output
+    assert runner.invoke(main, ["ledger", "rollup"]).exit_code == 1  # a check changes nothing
+    fixed = runner.invoke(main, ["ledger", "rollup", "--rebuild"])
+    assert fixed.exit_code == 0 and "rebuilt" in fixed.output
+    assert runner.invoke(main, ["ledger", "rollup"]).exit_code == 0

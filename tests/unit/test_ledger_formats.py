@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.adapters.ledger_repository import EXPORT_SOURCE, month_index
-from service.domain.ledger import Granularity, Motion, Source, period_buckets
+from service.adapters.ledger_repository import EXPORT_SOURCE
+from service.domain.ledger import Granularity, Motion, Source, month_index, period_buckets
 from service.domain.money import Money
 from service.services.ledger import (
     InvalidCursor,

@@ -29,10 +29,13 @@ from service.domain.ledger import (
     canonical_bytes,
     chain_hash,
     classify,
+    cohort_share,
     engine_for_change,
     funnel_row,
     in_activation_window,
     median_days_to_first_expansion,
+    month_and_quarter_start,
+    month_index,
     offer_funnel,
     period_buckets,
     period_flows,
@@ -649,3 +652,29 @@ def test_deltas_sum_to_the_mrr_change(values):
     assert report.ending_mrr == report.starting_mrr + gained - report.contraction - report.churn
     if report.grr is not None:
         assert Decimal(0) <= report.grr <= Decimal(1)
+
+
+@given(
+    opening=st.integers(min_value=0, max_value=10**9),
+    deltas=st.lists(st.integers(min_value=-(10**9), max_value=10**9), max_size=12),
+)
+def test_cohort_shares_add_up_to_the_period_rule(opening: int, deltas: list[int]) -> None:
+    """Movement by movement, the shares sum to what _roll_period books per account and period:
+    every delta of a paying account, and losses capped at its opening MRR."""
+    cohort = capped = losses = 0
+    for delta in deltas:
+        share, used = cohort_share(delta, opening=opening, loss_before=losses)
+        cohort += share
+        capped += used
+        assert 0 <= used <= max(0, -delta)
+        losses += max(0, -delta)
+    assert cohort == (sum(deltas) if opening else 0)
+    assert capped == (min(opening, losses) if opening else 0)
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_month_and_quarter_start_contain_the_moment(moment: datetime) -> None:
+    month, quarter = month_and_quarter_start(moment)
+    assert quarter <= month <= moment
+    assert month_index(month) == month_index(moment)
+    assert month_index(quarter) == month_index(moment) // 3 * 3
