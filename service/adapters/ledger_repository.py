@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +30,7 @@ from sqlalchemy import (
     text,
     union_all,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from service.adapters.bulk_sql import dialect_insert
@@ -115,6 +117,21 @@ class AccountPosition:
     last_occurred_at: datetime | None  # of the account's last entry in any currency
 
 
+_MONTH_FLOW_KEY = ("month", "currency", "kind", "engine")
+
+
+@cache
+def _month_flow_upsert(dialect: Dialect) -> Any:
+    """INSERT one rollup row, or add its sums to the row already there (built once)."""
+    statement = dialect_insert(dialect, F)
+    added = {
+        column.name: column + statement.excluded[column.name]
+        for column in F.__table__.columns
+        if column.name not in _MONTH_FLOW_KEY
+    }
+    return statement.on_conflict_do_update(index_elements=list(_MONTH_FLOW_KEY), set_=added)
+
+
 @dataclass(frozen=True, slots=True)
 class PeriodPosition:
     """An account's state in one currency within a period, before its next movement."""
@@ -187,23 +204,31 @@ class LedgerRepository:
         self.session.add(row)
         self.session.flush()
 
-    def period_position(self, account_id: str, currency: str, since: datetime) -> PeriodPosition:
-        """The account's MRR at `since` (None without movements since) and its losses since."""
-        mine = (E.account_id == account_id, E.currency == currency, E.occurred_at >= since)
-        opening = (
-            select(E.mrr_before_minor)
-            .where(*mine)
-            .order_by(E.occurred_at, E.id)
-            .limit(1)
-            .scalar_subquery()
-        )
-        losses = (
-            select(func.coalesce(func.sum(-E.mrr_delta_minor), 0))
-            .where(*mine, E.mrr_delta_minor < 0)
-            .scalar_subquery()
-        )
-        found = self.session.execute(select(opening, losses)).one()
-        return PeriodPosition(opening=found[0], losses=int(found[1]))
+    def period_positions(
+        self, account_id: str, currency: str, starts: Sequence[datetime]
+    ) -> list[PeriodPosition]:
+        """For each period start: the account's MRR then (None without movements since) and its
+        losses since, in one statement."""
+        columns = []
+        for since in starts:
+            mine = (E.account_id == account_id, E.currency == currency, E.occurred_at >= since)
+            columns.append(
+                select(E.mrr_before_minor)
+                .where(*mine)
+                .order_by(E.occurred_at, E.id)
+                .limit(1)
+                .scalar_subquery()
+            )
+            columns.append(
+                select(func.coalesce(func.sum(-E.mrr_delta_minor), 0))
+                .where(*mine, E.mrr_delta_minor < 0)
+                .scalar_subquery()
+            )
+        found = self.session.execute(select(*columns)).one()
+        return [
+            PeriodPosition(opening=found[index], losses=int(found[index + 1]))
+            for index in range(0, len(found), 2)
+        ]
 
     def add_month_flow(self, flow: MonthFlow) -> None:
         """Add one entry's sums to its month's rollup row (created when it is the first)."""
@@ -219,15 +244,7 @@ class LedgerRepository:
             "quarter_cohort_minor": flow.quarter_cohort,
             "quarter_capped_loss_minor": flow.quarter_capped_loss,
         }
-        statement = dialect_insert(self.session.get_bind().dialect, F).values(values)
-        added = {
-            name: getattr(F, name) + statement.excluded[name]
-            for name in values
-            if name not in ("month", "currency", "kind", "engine")
-        }
-        self.session.execute(
-            statement.on_conflict_do_update(index_elements=list(values)[:4], set_=added)
-        )
+        self.session.execute(_month_flow_upsert(self.session.get_bind().dialect), values)
 
     def page(
         self,

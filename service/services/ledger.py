@@ -195,8 +195,8 @@ def record_movement(
 def _month_flow(repository: LedgerRepository, draft: LedgerEntryDraft) -> MonthFlow:
     """The entry's share of the monthly rollup the reports read (same transaction)."""
     shares = []
-    for since in month_and_quarter_start(draft.occurred_at):
-        position = repository.period_position(draft.account_id, draft.currency, since)
+    starts = month_and_quarter_start(draft.occurred_at)
+    for position in repository.period_positions(draft.account_id, draft.currency, starts):
         opening = draft.mrr_before if position.opening is None else position.opening
         shares.append(cohort_share(draft.delta, opening=opening, loss_before=position.losses))
     (month_cohort, month_capped), (quarter_cohort, quarter_capped) = shares
