@@ -165,19 +165,11 @@ def _csv_copy(connection: Connection, window: TimeWindow, batch_size: int) -> It
     statement, params = copy_csv_statement(
         connection, window, columns=list(EXPORT_COLUMNS), zero_decimal=zero_decimal_currencies()
     )
-    lines = copy_csv(connection, statement, params)
-    pending: list[bytes | memoryview] = [next(lines)]  # the header
-    rows = size = 0
-    for line in lines:
-        pending.append(line)
-        rows += 1
-        size += len(line)
-        if size >= _CHUNK_BYTES or rows >= batch_size:
-            yield ExportChunk(b"".join(pending), rows)
-            pending.clear()
-            rows = size = 0
-    if pending:
-        yield ExportChunk(b"".join(pending), rows)
+    header = True
+    chunks = copy_csv(connection, statement, params, chunk_bytes=_CHUNK_BYTES, max_rows=batch_size)
+    for data, rows in chunks:
+        yield ExportChunk(data, rows - header)  # the first row of the first chunk is the header
+        header = False
 
 
 def _jsonl(connection: Connection, window: TimeWindow, batch_size: int) -> Iterator[ExportChunk]:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from service.adapters.db import make_session_factory, transaction
-from service.adapters.ledger_repository import TimeWindow
+from service.adapters.ledger_repository import CopyFailed, TimeWindow, copy_csv
 from service.adapters.ledger_tables import LedgerEntryRow
 from service.cli import main
 from service.domain.ledger import Attribution, Motion, Source
@@ -85,6 +85,38 @@ def test_chunks_count_their_rows(db: Engine) -> None:
         chunks = list(stream_export(db, export_format, TimeWindow(), batch_size=5))
         assert sum(chunk.rows for chunk in chunks) == count
         assert len(chunks) >= count // 5
+
+
+def copy_lines(db: Engine, statement: str, rows: list[bytes]) -> None:
+    with db.connect() as connection:
+        for data, _ in copy_csv(connection, statement, {}, chunk_bytes=1, max_rows=1):
+            rows.append(data)
+
+
+def test_a_copy_that_fails_midway_raises_and_the_pool_stays_usable(db: Engine) -> None:
+    skip_unless_postgres(db)
+    rows: list[bytes] = []
+    failing = "COPY (SELECT 10 / (5 - x) FROM generate_series(1, 9) x) TO STDOUT"
+    with pytest.raises(CopyFailed, match="division by zero"):
+        copy_lines(db, failing, rows)
+    assert rows == [b"2\n", b"3\n", b"5\n", b"10\n"]  # what was sent before the error
+    with pytest.raises(CopyFailed, match="no_such_table"):
+        copy_lines(db, "COPY (SELECT * FROM no_such_table) TO STDOUT", [])
+    rows.clear()
+    copy_lines(db, "COPY (SELECT x FROM generate_series(1, 3) x) TO STDOUT", rows)
+    assert rows == [b"1\n", b"2\n", b"3\n"]
+
+
+def test_an_export_stopped_early_does_not_return_its_connection_mid_copy(db: Engine) -> None:
+    skip_unless_postgres(db)
+    awkward_history(db)
+    whole = exported(db, ExportFormat.CSV)
+    for _ in range(3):  # more times than the pool would hand out a broken connection
+        chunks = stream_export(db, ExportFormat.CSV, TimeWindow(), batch_size=2)
+        assert next(chunks).rows == 1  # the header and the first row
+        chunks.close()  # the client went away
+    assert exported(db, ExportFormat.CSV) == whole
+    assert db.pool.checkedout() == 0
 
 
 def test_csv_and_jsonl_carry_the_same_values(db: Engine) -> None:
