@@ -27,10 +27,8 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
-    null,
     select,
     text,
-    union_all,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -498,35 +496,6 @@ def tune_for_reports(connection: Connection) -> None:
         connection.execute(text("SET LOCAL jit = off"))
 
 
-AccountRange = tuple[str | None, str | None]  # [low, high) of account ids; None is open
-
-
-def account_split_points(connection: Connection, parts: int) -> list[str]:
-    """Account ids that cut the ledger into about `parts` equal ranges, read from PostgreSQL's
-    planner statistics (free); none elsewhere, or before the table was first analyzed."""
-    if connection.dialect.name != "postgresql" or parts < 2:
-        return []
-    bounds = connection.scalar(
-        text(
-            "SELECT histogram_bounds::text::text[] FROM pg_stats WHERE schemaname = "
-            "current_schema() AND tablename = 'ledger_entries' AND attname = 'account_id'"
-        )
-    )
-    if not bounds or len(bounds) < parts:
-        return []
-    return sorted({bounds[len(bounds) * part // parts] for part in range(1, parts)})
-
-
-def _in_range(accounts: AccountRange) -> list[ColumnElement[bool]]:
-    low, high = accounts
-    found = []
-    if low is not None:
-        found.append(E.account_id >= low)
-    if high is not None:
-        found.append(E.account_id < high)
-    return found
-
-
 def _moves(connection: Connection, conditions: Sequence[ColumnElement[bool]]) -> Any:
     """The movements the report sums, with their loss and UTC month index."""
     return (
@@ -581,23 +550,6 @@ def _cohort_sums(placed: Any, months: int) -> tuple[ColumnElement[Any], ColumnEl
     return func.sum(p.delta).filter(in_cohort), func.sum(cap_used).filter(in_cohort, p.loss > 0)
 
 
-def _opening_select(conditions: Sequence[ColumnElement[bool]]) -> Select[Any]:
-    """Bucket -1: the net of every movement before the report, per currency."""
-    return (
-        select(
-            literal(-1),
-            E.currency,
-            literal("opening"),
-            cast(null(), String),
-            func.sum(E.mrr_delta_minor),
-            literal(0),
-            literal(0),
-        )
-        .where(*conditions)
-        .group_by(E.currency)
-    )
-
-
 def _collect(rows: Iterator[Row[Any]]) -> list[PeriodAggregate]:
     """(bucket, currency, kind, engine, total, cohort, capped) rows as PeriodAggregates."""
     found: dict[tuple[int, str], PeriodAggregate] = {}
@@ -609,25 +561,24 @@ def _collect(rows: Iterator[Row[Any]]) -> list[PeriodAggregate]:
     return list(found.values())
 
 
-def period_aggregates(
-    connection: Connection,
-    start: datetime,
-    end: datetime,
-    *,
-    months_per_bucket: int,
-    accounts: AccountRange = (None, None),
-) -> list[PeriodAggregate]:
-    """Movements summed per (bucket, currency, kind, engine) from the entries, in one statement
-    (one snapshot); any [start, end), even one that cuts a month.
+def _net(currency: Any, total: Any) -> list[Any]:
+    """The columns of a bucket -1 row: a net MRR per currency, before the report."""
+    return [literal(-1), currency, literal("opening"), literal(""), total, literal(0), literal(0)]
 
-    A bucket is `month_index // months_per_bucket` for movements in [start, end); bucket -1
-    holds the net of everything earlier, the opening MRR. An account is in a bucket's cohort
-    when its first movement there starts above 0 (its MRR at the bucket start, or at `start`
-    in a bucket that `start` cuts). Everything is per account first, so `accounts` ranges add
-    up to the whole.
+
+def entry_flows(
+    connection: Connection, start: datetime, end: datetime, *, months_per_bucket: int
+) -> list[PeriodAggregate]:
+    """Movements in [start, end) summed per (bucket, currency, kind, engine) from the entries;
+    any range, even one that cuts a month.
+
+    A bucket is `month_index // months_per_bucket`. An account is in a bucket's cohort when its
+    first movement there starts above 0: its MRR at the bucket start, or at `start` in a bucket
+    that `start` cuts.
     """
-    moves = _moves(connection, [E.occurred_at >= start, E.occurred_at < end, *_in_range(accounts)])
-    placed = _placed(moves, [months_per_bucket])
+    placed = _placed(
+        _moves(connection, [E.occurred_at >= start, E.occurred_at < end]), [months_per_bucket]
+    )
     p = placed.c
     bucket = p.month // months_per_bucket
     flows = select(
@@ -638,8 +589,14 @@ def period_aggregates(
         func.sum(p.delta),
         *_cohort_sums(placed, months_per_bucket),
     ).group_by(bucket, p.currency, p.kind, p.engine)
-    opening = _opening_select([E.occurred_at < start, *_in_range(accounts)])
-    return _collect(connection.execute(union_all(flows, opening)))
+    return _collect(connection.execute(flows))
+
+
+def entry_net(connection: Connection, window: TimeWindow) -> list[PeriodAggregate]:
+    """Bucket -1 rows: the net MRR movement per currency of the entries in `window`."""
+    statement = select(*_net(E.currency, func.sum(E.mrr_delta_minor)))
+    statement = statement.where(*window.conditions()).group_by(E.currency)
+    return _collect(connection.execute(statement))
 
 
 # --- the monthly rollup -------------------------------------------------------------------------
@@ -650,8 +607,9 @@ _QUARTER = 3
 def month_flow_aggregates(
     connection: Connection, start_month: int, end_month: int, *, months_per_bucket: int
 ) -> list[PeriodAggregate]:
-    """The same sums as period_aggregates for whole buckets, read from the monthly rollup: the
-    months [start_month, end_month) where start_month starts a bucket (end_month may cut one)."""
+    """The sums entry_flows makes, for the months [start_month, end_month), from the monthly
+    rollup. start_month must start a bucket; end_month may cut one (a bucket cut at a month
+    end is still answered exactly: the cohort is fixed at the bucket start)."""
     if months_per_bucket not in (1, _QUARTER) or start_month % months_per_bucket:
         raise ValueError("the rollup answers whole months and quarters from a bucket start")
     prefix = "month" if months_per_bucket == 1 else "quarter"
@@ -666,20 +624,14 @@ def month_flow_aggregates(
         func.sum(getattr(F, f"{prefix}_capped_loss_minor")),
     ).where(F.month >= start_month, F.month < end_month)
     flows = flows.group_by(bucket, F.currency, F.kind, F.engine)
-    opening = (
-        select(
-            literal(-1),
-            F.currency,
-            literal("opening"),
-            literal(""),
-            func.sum(F.total_minor),
-            literal(0),
-            literal(0),
-        )
-        .where(F.month < start_month)
-        .group_by(F.currency)
-    )
-    return _collect(connection.execute(union_all(flows, opening)))
+    return _collect(connection.execute(flows))
+
+
+def month_flow_net(connection: Connection, end_month: int) -> list[PeriodAggregate]:
+    """Bucket -1 rows: the net MRR per currency of every month before `end_month`."""
+    statement = select(*_net(F.currency, func.sum(F.total_minor)))
+    statement = statement.where(F.month < end_month).group_by(F.currency)
+    return _collect(connection.execute(statement))
 
 
 def month_flow_rows(connection: Connection) -> list[tuple[Any, ...]]:

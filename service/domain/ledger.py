@@ -717,6 +717,52 @@ def month_and_quarter_start(moment: datetime) -> tuple[datetime, datetime]:
     )
 
 
+def month_start(index: int) -> datetime:
+    """The first instant of the month with this month_index."""
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+
+
+def months_per_period(granularity: Granularity) -> int:
+    return 1 if Granularity(granularity) is Granularity.MONTH else 3
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSplit:
+    """How a report's [start, end) is read: whole periods from a monthly rollup, and the
+    periods the range cuts from the entries themselves.
+
+    `whole` starts on a period boundary and ends on a month boundary, so every period in it is
+    either whole or cut at a month end, which monthly sums can answer. `head` is the cut first
+    period, `tail` the last period when `end` falls inside a month; each lies in one period.
+    """
+
+    head: Period | None
+    whole: Period | None
+    tail: Period | None
+
+
+def split_report_range(start: datetime, end: datetime, granularity: Granularity) -> ReportSplit:
+    start, end = require_utc(start, "start"), require_utc(end, "end")
+    if end <= start:
+        raise ValueError("end must be after start")
+    step = months_per_period(granularity)
+
+    def period_start(moment: datetime) -> datetime:
+        return month_start(month_index(moment) // step * step)
+
+    first = period_start(start)
+    inner_start = start if start == first else add_months(first, step)
+    if end <= inner_start:  # the range lies inside one period
+        return ReportSplit(head=Period(start, end), whole=None, tail=None)
+    # end > inner_start, a period start, so the period holding end starts at or after it
+    inner_end = end if end == month_start(month_index(end)) else period_start(end)
+    return ReportSplit(
+        head=Period(start, inner_start) if start < inner_start else None,
+        whole=Period(inner_start, inner_end) if inner_start < inner_end else None,
+        tail=Period(inner_end, end) if inner_end < end else None,
+    )
+
+
 def cohort_share(delta: int, *, opening: int, loss_before: int) -> tuple[int, int]:
     """What one movement adds to its period's cohort sums: (cohort delta, capped loss).
 
@@ -739,7 +785,7 @@ def period_buckets(start: datetime, end: datetime, granularity: Granularity) -> 
     end = require_utc(end, "end")
     if end <= start:
         raise ValueError("end must be after start")
-    step = 1 if Granularity(granularity) is Granularity.MONTH else 3
+    step = months_per_period(granularity)
     first_month = start.month if step == 1 else (start.month - 1) // 3 * 3 + 1
     anchor = datetime(start.year, first_month, 1, tzinfo=UTC)
     buckets: list[Period] = []

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,13 +12,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from service.adapters.ledger_repository import (
-    AccountRange,
     PeriodAggregate,
-    account_split_points,
+    TimeWindow,
+    entry_flows,
+    entry_net,
     first_expansion_days,
     funnel_counts,
     month_flow_aggregates,
-    period_aggregates,
+    month_flow_net,
     tune_for_reports,
 )
 from service.domain.errors import ValidationFailed
@@ -32,12 +32,15 @@ from service.domain.ledger import (
     funnel_row,
     median_days_to_first_expansion,
     month_index,
+    month_start,
+    months_per_period,
     period_buckets,
     report_from_flows,
+    split_report_range,
 )
 from service.domain.periods import Period
 
-# How many account ranges a PostgreSQL report sums at once, besides the funnel's connection.
+# The funnel and the days-to-expansion median each read on a connection of their own.
 REPORT_CONNECTIONS = 2
 MAX_PERIODS = 240  # twenty years of months: enough for any board deck, small enough to answer
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -58,13 +61,9 @@ class NrrReport:
     median_days_to_first_expansion: Decimal | None
 
 
-def _months_per_period(granularity: Granularity) -> int:
-    return 1 if granularity is Granularity.MONTH else 3
-
-
 def period_count(start: datetime, end: datetime, granularity: Granularity) -> int:
     """len(period_buckets(start, end, granularity)), without building them."""
-    step = _months_per_period(granularity)
+    step = months_per_period(granularity)
     last = month_index(end) // step
     at_boundary = (
         end == datetime(end.year, end.month, 1, tzinfo=UTC) and month_index(end) % step == 0
@@ -128,7 +127,7 @@ def reports_from_aggregates(
 ) -> list[PeriodReport]:
     """One report per (period, currency) with MRR at its start or a movement in it."""
     periods = period_buckets(start, end, granularity)
-    first_bucket = month_index(start) // _months_per_period(granularity)
+    first_bucket = month_index(start) // months_per_period(granularity)
     by_bucket: dict[int, dict[str, PeriodAggregate]] = {}
     for found in aggregates:
         same = by_bucket.setdefault(found.bucket, {}).setdefault(
@@ -149,25 +148,40 @@ def reports_from_aggregates(
     return reports
 
 
-def _aggregates(
-    engine: sa.Engine, start: datetime, end: datetime, step: int, accounts: AccountRange
+def period_aggregates(
+    connection: sa.Connection,
+    start: datetime,
+    end: datetime,
+    granularity: Granularity,
+    *,
+    use_rollup: bool = True,
 ) -> list[PeriodAggregate]:
-    with engine.connect() as connection:
-        tune_for_reports(connection)
-        return period_aggregates(connection, start, end, months_per_bucket=step, accounts=accounts)
+    """The movements of [start, end) per period and currency, and the net before `start`.
 
-
-def _is_month_start(moment: datetime) -> bool:
-    return moment == datetime(moment.year, moment.month, 1, tzinfo=UTC)
-
-
-def rollup_months(start: datetime, end: datetime, granularity: Granularity) -> range | None:
-    """The months the monthly rollup answers this report from, or None when [start, end) cuts
-    a month or starts inside a quarter (those reports are summed from the entries)."""
-    step = _months_per_period(granularity)
-    if not (_is_month_start(start) and _is_month_start(end)) or month_index(start) % step:
-        return None
-    return range(month_index(start), month_index(end))
+    Whole periods (and a last one cut at a month end) come from the monthly rollup, a few rows
+    per month; a period that the range cuts inside a month is summed from its entries, and the
+    net before `start` is the rollup's months before it plus the entries of its cut month.
+    `use_rollup=False` sums everything from the entries (what the tests hold the rollup to).
+    """
+    step = months_per_period(granularity)
+    if not use_rollup:
+        return [
+            *entry_net(connection, TimeWindow(end=start)),
+            *entry_flows(connection, start, end, months_per_bucket=step),
+        ]
+    first_month = month_index(start)
+    found = [
+        *month_flow_net(connection, first_month),
+        *entry_net(connection, TimeWindow(month_start(first_month), start)),
+    ]
+    split = split_report_range(start, end, granularity)
+    for cut in (split.head, split.tail):
+        if cut is not None:
+            found += entry_flows(connection, cut.start, cut.end, months_per_bucket=step)
+    if split.whole is not None:
+        whole = range(month_index(split.whole.start), month_index(split.whole.end))
+        found += month_flow_aggregates(connection, whole.start, whole.stop, months_per_bucket=step)
+    return found
 
 
 def period_reports_from_sql(
@@ -176,30 +190,14 @@ def period_reports_from_sql(
     end: datetime,
     granularity: Granularity,
     *,
-    pool: Executor | None = None,
     use_rollup: bool = True,
 ) -> list[PeriodReport]:
-    """The period reports. Whole months and quarters come from the monthly rollup (a few rows
-    per month); other ranges are summed from the entries, where with a `pool` on PostgreSQL
-    account ranges are summed side by side on connections of their own (the sums are per
-    account, so the ranges add up). `use_rollup=False` always sums the entries."""
-    step = _months_per_period(granularity)
-    months = rollup_months(start, end, granularity) if use_rollup else None
-    if months is not None:
-        with engine.connect() as connection:
-            found = month_flow_aggregates(
-                connection, months.start, months.stop, months_per_bucket=step
-            )
-        return reports_from_aggregates(found, start, end, granularity)
-    with engine.connect() as connection:
-        points = account_split_points(connection, REPORT_CONNECTIONS) if pool else []
-    bounds: list[str | None] = [None, *points, None]
-    ranges = list(itertools.pairwise(bounds))
-    if pool is None or len(ranges) == 1:
-        found = _aggregates(engine, start, end, step, ranges[0])
-    else:
-        parts = [pool.submit(_aggregates, engine, start, end, step, part) for part in ranges]
-        found = [aggregate for part in parts for aggregate in part.result()]
+    """The period reports, read in one snapshot (REPEATABLE READ on PostgreSQL; a SQLite
+    transaction is one already) so the rollup and the entries agree."""
+    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as connection:
+        tune_for_reports(connection)
+        found = period_aggregates(connection, start, end, granularity, use_rollup=use_rollup)
     return reports_from_aggregates(found, start, end, granularity)
 
 
@@ -221,14 +219,16 @@ def offer_funnel_from_sql(
     ]
 
 
-def _funnel(
-    engine: sa.Engine, start: datetime, end: datetime
-) -> tuple[list[FunnelRow], Decimal | None]:
+def _funnel(engine: sa.Engine, start: datetime, end: datetime) -> list[FunnelRow]:
     with engine.connect() as connection:
         tune_for_reports(connection)
-        funnel = offer_funnel_from_sql(connection, start, end)
-        median = median_days_to_first_expansion(first_expansion_days(connection, start, end))
-    return funnel, median
+        return offer_funnel_from_sql(connection, start, end)
+
+
+def _median_days(engine: sa.Engine, start: datetime, end: datetime) -> Decimal | None:
+    with engine.connect() as connection:
+        tune_for_reports(connection)
+        return median_days_to_first_expansion(first_expansion_days(connection, start, end))
 
 
 def nrr_report(
@@ -240,15 +240,16 @@ def nrr_report(
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     _check_range(start, end, granularity)
     if engine.dialect.name == "postgresql":
-        # The report's reads are independent: on PostgreSQL they run side by side, each on a
+        # The three reads are independent: on PostgreSQL they run side by side, each on a
         # connection of its own, so a machine's cores share the work.
-        with ThreadPoolExecutor(max_workers=REPORT_CONNECTIONS + 1) as pool:
+        with ThreadPoolExecutor(max_workers=REPORT_CONNECTIONS) as pool:
             funnel_part = pool.submit(_funnel, engine, start, end)
-            periods = period_reports_from_sql(engine, start, end, granularity, pool=pool)
-            funnel, median = funnel_part.result()
+            median_part = pool.submit(_median_days, engine, start, end)
+            periods = period_reports_from_sql(engine, start, end, granularity)
+            funnel, median = funnel_part.result(), median_part.result()
     else:  # SQLite serializes its connections anyway
         periods = period_reports_from_sql(engine, start, end, granularity)
-        funnel, median = _funnel(engine, start, end)
+        funnel, median = _funnel(engine, start, end), _median_days(engine, start, end)
     return NrrReport(
         start=start,
         end=end,

@@ -25,6 +25,7 @@ from service.domain.ledger import (
     PeriodFlows,
     PlanSnapshot,
     RecurringLine,
+    ReportSplit,
     Source,
     canonical_bytes,
     chain_hash,
@@ -36,6 +37,8 @@ from service.domain.ledger import (
     median_days_to_first_expansion,
     month_and_quarter_start,
     month_index,
+    month_start,
+    months_per_period,
     offer_funnel,
     period_buckets,
     period_flows,
@@ -43,6 +46,7 @@ from service.domain.ledger import (
     ratio,
     report_from_flows,
     rollforward_reports,
+    split_report_range,
     subscription_mrr,
     verify_chain,
 )
@@ -678,3 +682,49 @@ def test_month_and_quarter_start_contain_the_moment(moment: datetime) -> None:
     assert quarter <= month <= moment
     assert month_index(month) == month_index(moment)
     assert month_index(quarter) == month_index(moment) // 3 * 3
+
+
+YEAR_2000, YEAR_2030 = datetime(2000, 1, 1), datetime(2030, 1, 1)  # noqa: DTZ001 - naive bounds
+
+
+@given(
+    st.datetimes(min_value=YEAR_2000, max_value=YEAR_2030, timezones=st.just(UTC)),
+    st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=900)),
+    st.sampled_from(Granularity),
+)
+def test_a_report_range_splits_into_cut_and_whole_periods(
+    start: datetime, length: timedelta, granularity: Granularity
+) -> None:
+    end = start + length
+    split = split_report_range(start, end, granularity)
+    parts = [part for part in (split.head, split.whole, split.tail) if part is not None]
+    assert parts[0].start == start and parts[-1].end == end
+    assert all(left.end == right.start for left, right in itertools.pairwise(parts))
+    step = months_per_period(granularity)
+    if split.whole is not None:
+        assert split.whole.start == month_start(month_index(split.whole.start))
+        assert month_index(split.whole.start) % step == 0
+        assert split.whole.end == month_start(month_index(split.whole.end))
+    for cut in (split.head, split.tail):  # a cut part lies inside one period
+        if cut is not None:
+            last = cut.end - timedelta(microseconds=1)
+            assert month_index(cut.start) // step == month_index(last) // step
+
+
+def test_a_report_range_split_by_hand() -> None:
+    jan, feb, apr = (datetime(2026, month, 1, tzinfo=UTC) for month in (1, 2, 4))
+    mid_feb, mid_may = datetime(2026, 2, 15, tzinfo=UTC), datetime(2026, 5, 15, tzinfo=UTC)
+    assert split_report_range(jan, apr, Granularity.QUARTER) == ReportSplit(
+        head=None, whole=Period(jan, apr), tail=None
+    )
+    assert split_report_range(mid_feb, mid_may, Granularity.QUARTER) == ReportSplit(
+        head=Period(mid_feb, apr), whole=None, tail=Period(apr, mid_may)
+    )
+    assert split_report_range(feb, mid_may, Granularity.MONTH) == ReportSplit(
+        head=None,
+        whole=Period(feb, datetime(2026, 5, 1, tzinfo=UTC)),
+        tail=Period(datetime(2026, 5, 1, tzinfo=UTC), mid_may),
+    )
+    assert split_report_range(feb, mid_may, Granularity.QUARTER) == ReportSplit(
+        head=Period(feb, apr), whole=None, tail=Period(apr, mid_may)
+    )
