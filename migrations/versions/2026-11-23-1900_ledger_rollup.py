@@ -1,4 +1,5 @@
-"""Ledger rollup: the ledger summed per month, currency, kind and engine, for the NRR report.
+"""Ledger rollup: the ledger summed per month, currency, kind and engine, for the NRR report;
+and a partial index of post-activation expansions for its days-to-first-expansion median.
 
 Revision ID: 0006_ledger_rollup
 Revises: 0005_billing
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from service.adapters.ledger_repository import rebuild_month_flows
+from service.adapters.ledger_tables import FIRST_EXPANSION_ROWS
 
 revision: str = "0006_ledger_rollup"
 down_revision: str | None = "0005_billing"
@@ -40,7 +42,16 @@ def upgrade() -> None:
         ),
     )
     rebuild_month_flows(op.get_bind())
+    op.create_index(
+        "ix_ledger_entries_first_expansion",
+        "ledger_entries",
+        ["account_id", "occurred_at"],
+        postgresql_include=["days_since_activation"],
+        postgresql_where=FIRST_EXPANSION_ROWS,
+        sqlite_where=FIRST_EXPANSION_ROWS,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ledger_entries_first_expansion", table_name="ledger_entries")
     op.drop_table("ledger_month_flows")

@@ -34,7 +34,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from service.adapters.bulk_sql import dialect_insert
-from service.adapters.ledger_tables import LedgerEntryRow, LedgerMonthFlowRow
+from service.adapters.ledger_tables import (
+    FIRST_EXPANSION_ROWS,
+    LedgerEntryRow,
+    LedgerMonthFlowRow,
+)
 from service.adapters.offer_tables import OfferImpressionRow
 
 E = LedgerEntryRow
@@ -710,7 +714,7 @@ def first_expansion_days(
     [start, end)."""
     statement = (
         select(E.account_id, func.min(E.days_since_activation))
-        .where(E.kind == "expansion", E.days_since_activation.is_not(None))
+        .where(FIRST_EXPANSION_ROWS)  # the partial index's own predicate, so it is used
         .group_by(E.account_id)
         .having(func.min(E.occurred_at) >= start, func.min(E.occurred_at) < end)
     )
