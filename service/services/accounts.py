@@ -40,8 +40,9 @@ def plan_of(row: AccountRow | AccountColumns) -> Plan:
     return Plan(tier=row.tier, interval=Interval(row.interval), seats=row.seats, addons=row.addons)
 
 
-def plan_snapshot(row: AccountRow) -> PlanSnapshot:
-    return PlanSnapshot(tier=row.tier, seats=row.seats, addons=dict(row.addons))
+def plan_snapshot(plan: AccountRow | Plan) -> PlanSnapshot:
+    """What the ledger records of a plan (an account's, or one it is moving to)."""
+    return PlanSnapshot(tier=plan.tier, seats=plan.seats, addons=dict(plan.addons))
 
 
 def account_mrr(catalog: Catalog, row: AccountRow | AccountColumns) -> Money:

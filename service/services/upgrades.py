@@ -18,11 +18,11 @@ from service.adapters.repositories import AccountRepository
 from service.domain.accounts import Plan, plan_from_json, plan_to_json
 from service.domain.catalog import Catalog, Timing
 from service.domain.errors import Conflict, NotFound, ValidationFailed
-from service.domain.ledger import Attribution, Motion, PlanSnapshot, Source
+from service.domain.ledger import Attribution, Motion, Source
 from service.domain.quotes import Quote
 from service.ports import AppliedChange, BillingGateway
 from service.services.account_state import AccountState, mark_changed, state_of
-from service.services.accounts import account_mrr
+from service.services.accounts import account_mrr, plan_snapshot
 from service.services.billing import GatewayFactory, billed_lines, store_billed
 from service.services.ledger import ledger_balances, record_movement
 from service.services.quotes import (
@@ -263,8 +263,8 @@ def _apply(
         currency=account.currency,
         mrr_before=before_mrr,
         mrr_after=account_mrr(catalog, account).minor,
-        before=_snapshot(quote.current),
-        after=_snapshot(target),
+        before=plan_snapshot(quote.current),
+        after=plan_snapshot(target),
         source=Source.SELF_SERVE_OFFER if offer else Source.API,
         idempotency_key=f"upgrade:{upgrade_id}",
         occurred_at=now,
@@ -334,7 +334,3 @@ def _outcome(
         "account_version": account.version,
         "ledger_entry_id": ledger_entry_id,
     }
-
-
-def _snapshot(plan: Plan) -> PlanSnapshot:
-    return PlanSnapshot(tier=plan.tier, seats=plan.seats, addons=dict(plan.addons))
