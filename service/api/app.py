@@ -21,6 +21,7 @@ from service.adapters.stripe_api import StripeBilling, StripeNotConfigured, conn
 from service.api.collector import freeze_survivors, tend_collector
 from service.api.deps import single_valued_query
 from service.api.metrics import MetricsMiddleware, RequestMetrics
+from service.api.offer_page import OffersPage
 from service.api.problems import install_problem_handlers
 from service.api.routes import (
     accounts,
@@ -125,7 +126,7 @@ def create_app(
     app.state.billing_gateways = billing_gateways(
         settings, app.state.declining_accounts, stripe_billing
     )
-    app.state.offer_cache = OfferPlanCache(settings.offers_cache_ttl_s)
+    app.state.offer_cache = OfferPlanCache[OffersPage](settings.offers_cache_ttl_s)
     app.state.impressions = ImpressionBuffer(app.state.session_factory)
     app.state.metrics = RequestMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -146,15 +146,21 @@ async def account_principal(
 def session_principal(state: Any, raw: str, account_id: str) -> Principal:
     """The principal of a session token bound to `account_id` (401 if not genuine or expired,
     404 if bound to another account)."""
+    claims = session_claims(state, raw, account_id, state.clock.now())
+    return Principal(
+        key_id=f"session:{claims.get('jti')}", scopes=frozenset(), account_id=account_id
+    )
+
+
+def session_claims(state: Any, raw: str, account_id: str, now: datetime) -> Mapping[str, Any]:
+    """`session_principal`'s checks, for the offers page-load path: the token's claims."""
     try:
-        claims = state.token_signer.verify(SESSION_PREFIX, raw, state.clock.now())
+        claims = state.token_signer.claims(SESSION_PREFIX, raw, now)
     except InvalidToken as exc:
         raise Unauthorized(exc.detail, code=exc.code) from None
     if claims.get("acc") != account_id:
         raise NotFound(f"account '{account_id}' not found", code="account_not_found")
-    return Principal(
-        key_id=f"session:{claims.get('jti')}", scopes=frozenset(), account_id=account_id
-    )
+    return claims
 
 
 def require_scope(

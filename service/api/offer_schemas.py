@@ -13,8 +13,9 @@ from service.domain.accounts import Plan
 from service.domain.catalog import Interval, Timing
 from service.domain.money import Money
 from service.domain.offers import OfferEngine
+from service.domain.proration import ProrationLine
 from service.domain.quotes import ChangeKind, Quote
-from service.services.offers import AccountOffers, is_sales_assisted
+from service.services.offers import AccountOffers, PricedOffer, is_sales_assisted
 
 
 class TargetIn(Strict):
@@ -135,18 +136,7 @@ def quote_payload(quote: Quote) -> dict[str, object]:
         "change": quote.kind.value,
         "timing": quote.timing.value,
         "proration_date": quote.proration_date,
-        "lines": [
-            {
-                "key": line.key,
-                "description": line.description,
-                "quantity": line.quantity,
-                "amount": _money(line.amount),
-                "period_start": line.period.start,
-                "period_end": line.period.end,
-                "proration": line.proration,
-            }
-            for line in quote.lines
-        ],
+        "lines": [line_payload(line) for line in quote.lines],
         "amount_due_now": _money(quote.amount_due),
         "new_recurring": _money(quote.new_recurring),
         "new_mrr": _money(quote.new_mrr),
@@ -157,28 +147,39 @@ def quote_payload(quote: Quote) -> dict[str, object]:
     }
 
 
+def line_payload(line: ProrationLine) -> dict[str, object]:
+    return {
+        "key": line.key,
+        "description": line.description,
+        "quantity": line.quantity,
+        "amount": _money(line.amount),
+        "period_start": line.period.start,
+        "period_end": line.period.end,
+        "proration": line.proration,
+    }
+
+
+def offer_payload(offer: PricedOffer) -> dict[str, object]:
+    candidate, quote = offer.candidate, offer.quote
+    return {
+        "id": offer.id,
+        "engine": candidate.engine.value,
+        "action": "contact_sales" if is_sales_assisted(offer) else "upgrade",
+        "reasons": list(candidate.reasons),
+        "signal_ids": list(candidate.signal_ids),
+        "score": offer.score,
+        "target_tier": candidate.target_tier,
+        "target": _plan(candidate.target) if candidate.target else None,
+        "price": _money(quote.new_recurring) if quote else None,
+        "quote": quote_payload(quote) if quote else None,
+        "expires_at": offer.expires_at,
+        "offer_token": offer.token,
+    }
+
+
 def offers_payload(result: AccountOffers) -> dict[str, object]:
-    offers = []
-    for offer in result.offers:
-        candidate, quote = offer.candidate, offer.quote
-        offers.append(
-            {
-                "id": offer.id,
-                "engine": candidate.engine.value,
-                "action": "contact_sales" if is_sales_assisted(offer) else "upgrade",
-                "reasons": list(candidate.reasons),
-                "signal_ids": list(candidate.signal_ids),
-                "score": offer.score,
-                "target_tier": candidate.target_tier,
-                "target": _plan(candidate.target) if candidate.target else None,
-                "price": _money(quote.new_recurring) if quote else None,
-                "quote": quote_payload(quote) if quote else None,
-                "expires_at": offer.expires_at,
-                "offer_token": offer.token,
-            }
-        )
     return {
         "account_id": result.account_id,
         "in_activation_window": result.in_activation_window,
-        "offers": offers,
+        "offers": [offer_payload(offer) for offer in result.offers],
     }

@@ -121,19 +121,20 @@ def billed_in_full(lines: Iterable[TargetLine], period: Period) -> tuple[BilledL
     )
 
 
-def _seconds(moment: datetime) -> int:
-    # Stripe sees whole Unix seconds, so every timestamp is floored to the second before dividing.
+def whole_seconds(moment: datetime) -> int:
+    """Unix seconds, floored: Stripe sees whole seconds, so every timestamp is floored to the
+    second before dividing."""
     return (moment - _EPOCH) // _SECOND
 
 
-def _by_key(lines: Sequence[_Line], what: str) -> dict[str, _Line]:
+def lines_by_key(lines: Sequence[_Line], what: str) -> dict[str, _Line]:
     by_key = {line.key: line for line in lines}
     if len(by_key) != len(lines):
         raise ValueError(f"{what} lines have duplicate keys")
     return by_key
 
 
-def _currency(current: Sequence[BilledLine], target: Sequence[TargetLine]) -> str:
+def single_currency(current: Sequence[BilledLine], target: Sequence[TargetLine]) -> str:
     currency: str | None = None
     for line in (*current, *target):
         code = line.unit_amount.currency
@@ -192,13 +193,13 @@ def prorate(
             f"[{period.start.isoformat()}, {period.end.isoformat()}]",
             field="proration_date",
         )
-    currency = _currency(current, target)
-    old = _by_key(current, "current")
-    new = _by_key(target, "target")
+    currency = single_currency(current, target)
+    old = lines_by_key(current, "current")
+    new = lines_by_key(target, "target")
 
-    start_s = _seconds(period.start)
-    end_s = _seconds(period.end)
-    t_s = _seconds(moment)
+    start_s = whole_seconds(period.start)
+    end_s = whole_seconds(period.end)
+    t_s = whole_seconds(moment)
     total = end_s - start_s
     if total <= 0:
         raise ValueError("billing period must span at least one second")
@@ -215,7 +216,7 @@ def prorate(
 
     for key in sorted(old):
         line = old[key]
-        from_s = _seconds(line.billed_from)
+        from_s = whole_seconds(line.billed_from)
         # A line billed outside [period_start, t] belongs to another period or to the future:
         # crediting it would give back more than was paid for the time left.
         if not start_s <= from_s <= t_s:
@@ -224,7 +225,7 @@ def prorate(
                 "not between the period start and the proration date"
             )
         target_line = new.get(key)
-        # Comparing minor units suffices: _currency has already proved one currency throughout.
+        # Comparing minor units suffices: single_currency has proved one currency throughout.
         if (
             not resets
             and target_line is not None

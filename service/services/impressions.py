@@ -80,11 +80,16 @@ class Impression(NamedTuple):
     amount_due_minor: int | None
     shown_at: datetime
 
-    def copy_line(self) -> str:
+    def copy_line(self, stamps: dict[int, str]) -> str:
+        """The row in COPY text. `stamps` keeps shown_at texts by object across the rows of one
+        batch, which hold them alive: the offers of one page load share their moment."""
         amount = "\\N" if self.amount_due_minor is None else str(self.amount_due_minor)
+        shown_at = stamps.get(id(self.shown_at))
+        if shown_at is None:
+            shown_at = stamps[id(self.shown_at)] = self.shown_at.isoformat()
         return (
             f"{_copy_text(self.offer_id)}\t{self.static.copy_middle}\t{amount}\t"
-            f"{self.static.copy_tail}\t{self.shown_at.isoformat()}\n"
+            f"{self.static.copy_tail}\t{shown_at}\n"
         )
 
     def row(self) -> dict[str, Any]:
@@ -148,7 +153,8 @@ class ImpressionBuffer:
                 return
             cursor = connection.connection.driver_connection.cursor()
             with cursor.copy(f"COPY offer_impressions ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                copy.write("".join([row.copy_line() for row in rows]).encode())
+                stamps: dict[int, str] = {}
+                copy.write("".join([row.copy_line(stamps) for row in rows]).encode())
 
     def start(self) -> None:
         if self._thread is None:

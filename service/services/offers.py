@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,7 @@ from service.domain.catalog import Catalog
 from service.domain.errors import DomainError
 from service.domain.offers import OfferCandidate, OfferEngine, candidates, rank
 from service.domain.proration import BilledLine
+from service.domain.quote_terms import QuoteAt, QuoteTerms, proration_moment, quote_terms
 from service.domain.quotes import PreparedChange, Quote, plan_mrr
 from service.domain.thresholds import SignalSummary
 from service.domain.usage import FeatureUsage
@@ -24,12 +25,22 @@ from service.ports import BillingGateway
 from service.services.account_state import AccountState, state_of
 from service.services.billing import billed_lines
 from service.services.impressions import Impression, ImpressionStatic
-from service.services.quotes import authoritative_quote, prepare_for_account, price_for_account
+from service.services.quotes import (
+    authoritative_quote,
+    pinned_proration_date,
+    prepare_for_account,
+    price_for_account,
+)
 from service.services.signals import signal_summary
-from service.services.tokens import OFFER_PREFIX, TokenSigner, unix
+from service.services.tokens import OFFER_PREFIX, ClaimsTemplate, TokenSigner, unix
 from service.services.usage import usage_snapshot
 
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
 OFFER_TTL = timedelta(minutes=15)
+# The claims of an offer token that depend on the moment it is priced at (see sign_offer).
+VARYING_CLAIMS = ("due", "exp", "oid", "pd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,22 @@ def load_offer_inputs(
     )
 
 
+class OfferIdMaterial:
+    """What an offer id hashes, around the pinned second (see offer_id_material); the part
+    before the second is hashed once, and each id goes on from a copy of that state."""
+
+    __slots__ = ("_head", "_tail")
+
+    def __init__(self, head: str, tail: str) -> None:
+        self._head: _Hash = hashlib.sha256(head.encode())
+        self._tail = tail.encode()
+
+    def id_at(self, pinned_unix: int) -> str:
+        digest = self._head.copy()
+        digest.update(b"%d%s" % (pinned_unix, self._tail))
+        return "off_" + digest.hexdigest()[:24]
+
+
 @dataclass(frozen=True, slots=True)
 class PlannedOffer:
     """A ranked candidate with its change prepared (None: nothing to price, talk to sales)."""
@@ -81,8 +108,12 @@ class PlannedOffer:
     score: int
     target: Mapping[str, Any]  # as JSON: the plan, or {"tier": ...} for sales-assisted
     signal_ids: list[str]
-    id_material: tuple[str, str]  # see offer_id_material
+    id_material: OfferIdMaterial
     impression: ImpressionStatic  # the columns of its impressions that never vary
+    # The change priced in the plan's period against its billed lines, in integers (None: no
+    # change, or one prorate refuses at every moment), and its offer token's fixed claims.
+    terms: QuoteTerms | None
+    claims: ClaimsTemplate | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,23 +127,46 @@ class OfferPlan:
     in_window: bool
     offers: tuple[PlannedOffer, ...]
 
+    @property
+    def period_end(self) -> datetime:
+        return self.account.period.end
+
 
 def offer_id_material(
     account: AccountState, candidate: OfferCandidate, target: Mapping[str, Any], version: str
-) -> tuple[str, str]:
+) -> OfferIdMaterial:
     """What an offer id hashes, around the pinned second: the JSON text of
     [account id, account version, engine, target, pinned unix second, catalog version]."""
     head = ", ".join(
         json.dumps(part, sort_keys=True)
         for part in (account.id, account.version, candidate.engine.value, target)
     )
-    return f"[{head}, ", f", {json.dumps(version)}]"
+    return OfferIdMaterial(f"[{head}, ", f", {json.dumps(version)}]")
 
 
-def offer_id(material: tuple[str, str], pinned: datetime) -> str:
+def offer_id(material: OfferIdMaterial, pinned: datetime) -> str:
     """Deterministic: the same offer to the same account state in the same second has one id."""
-    head, tail = material
-    return "off_" + hashlib.sha256(f"{head}{unix(pinned)}{tail}".encode()).hexdigest()[:24]
+    return material.id_at(unix(pinned))
+
+
+def _fixed_claims(
+    account: AccountState,
+    candidate: OfferCandidate,
+    target: Mapping[str, Any],
+    signal_ids: list[str],
+    currency: str,
+    catalog_version: str,
+) -> dict[str, Any]:
+    """An offer token's claims but the VARYING_CLAIMS, which depend on the moment priced at."""
+    return {
+        "acc": account.id,
+        "eng": candidate.engine.value,
+        "tgt": target,
+        "cur": currency,
+        "cv": catalog_version,
+        "av": account.version,
+        "sig": signal_ids,
+    }
 
 
 def sign_offer(
@@ -123,26 +177,24 @@ def sign_offer(
     quote: Quote,
     expires_at: datetime,
 ) -> str:
-    return signer.sign(
-        OFFER_PREFIX,
-        {
-            "acc": account.id,
-            "oid": oid,
-            "eng": planned.candidate.engine.value,
-            "tgt": planned.target,
-            "due": quote.amount_due.minor,
-            "cur": quote.amount_due.currency,
-            "pd": unix(quote.proration_date),
-            "cv": quote.catalog_version,
-            "av": account.version,
-            "sig": planned.signal_ids,
-            "exp": unix(expires_at),
-        },
+    claims = _fixed_claims(
+        account,
+        planned.candidate,
+        planned.target,
+        planned.signal_ids,
+        quote.amount_due.currency,
+        quote.catalog_version,
     )
+    claims["due"] = quote.amount_due.minor
+    claims["exp"] = unix(expires_at)
+    claims["oid"] = oid
+    claims["pd"] = unix(quote.proration_date)
+    return signer.sign(OFFER_PREFIX, claims)
 
 
-def plan_offers(catalog: Catalog, inputs: OfferInputs) -> OfferPlan:
-    """Rank the account's candidates: strongest signal first, then the smallest MRR step."""
+def plan_offers(catalog: Catalog, inputs: OfferInputs, signer: TokenSigner) -> OfferPlan:
+    """Rank the account's candidates: strongest signal first, then the smallest MRR step; each
+    change is also reduced to the integer terms that price it in the account's period."""
     account, signals = inputs.account, inputs.signals
     current_mrr = plan_mrr(catalog, account.plan).minor
     prepared: list[tuple[OfferCandidate, int | None]] = []
@@ -157,40 +209,56 @@ def plan_offers(catalog: Catalog, inputs: OfferInputs) -> OfferPlan:
             continue  # not sellable (path closed, account not billable): never show it
         changes[id(candidate)] = change
         prepared.append((candidate, change.new_mrr.minor - current_mrr))
+    planned = tuple(
+        planned_offer(catalog, inputs, candidate, changes.get(id(candidate)), signer)
+        for candidate, _step in rank(prepared, signals.in_window)
+    )
+    return OfferPlan(account, inputs.billed, signals.in_window, planned)
+
+
+def planned_offer(
+    catalog: Catalog,
+    inputs: OfferInputs,
+    candidate: OfferCandidate,
+    change: PreparedChange | None,
+    signer: TokenSigner,
+) -> PlannedOffer:
+    """A candidate with everything that does not depend on the moment it is priced at."""
+    account, signals = inputs.account, inputs.signals
+    target = plan_to_json(candidate.target) if candidate.target else {"tier": candidate.target_tier}
+    signal_ids = list(candidate.signal_ids)
+    terms = None if change is None else quote_terms(change, account.period, inputs.billed)
+    claims = None
+    if change is not None and terms is not None:
+        fixed = _fixed_claims(
+            account, candidate, target, signal_ids, terms.currency, change.catalog_version
+        )
+        claims = signer.template(OFFER_PREFIX, fixed, VARYING_CLAIMS)
     days = signals.days_since_activation
-    window = catalog.signals.post_activation_window_days
-    shared = {
+    impression = {
         "account_id": account.id,
         "currency": account.currency,
         "days_since_activation": days,
-        "in_activation_window": days is not None and 0 <= days < window,
+        "in_activation_window": (
+            days is not None and 0 <= days < catalog.signals.post_activation_window_days
+        ),
         "catalog_version": catalog.version,
+        "engine": candidate.engine.value,
+        "target": target,
+        "reason_codes": list(candidate.reasons),
+        "signal_ids": list(candidate.signal_ids),
     }
-    planned = []
-    for candidate, _step in rank(prepared, signals.in_window):
-        target = (
-            plan_to_json(candidate.target) if candidate.target else {"tier": candidate.target_tier}
-        )
-        planned.append(
-            PlannedOffer(
-                candidate,
-                changes.get(id(candidate)),
-                candidate.score(signals.in_window),
-                target,
-                list(candidate.signal_ids),
-                offer_id_material(account, candidate, target, catalog.version),
-                ImpressionStatic.of(
-                    {
-                        **shared,
-                        "engine": candidate.engine.value,
-                        "target": target,
-                        "reason_codes": list(candidate.reasons),
-                        "signal_ids": list(candidate.signal_ids),
-                    }
-                ),
-            )
-        )
-    return OfferPlan(account, inputs.billed, signals.in_window, tuple(planned))
+    return PlannedOffer(
+        candidate,
+        change,
+        candidate.score(signals.in_window),
+        target,
+        signal_ids,
+        offer_id_material(account, candidate, target, catalog.version),
+        ImpressionStatic.of(impression),
+        terms,
+        claims,
+    )
 
 
 def price_offers(
@@ -230,15 +298,47 @@ def price_offers(
     return AccountOffers(account.id, plan.in_window, tuple(offers))
 
 
-def compute_offers(
-    catalog: Catalog,
-    inputs: OfferInputs,
-    now: datetime,
-    signer: TokenSigner,
-    gateway: BillingGateway | None,
-) -> AccountOffers:
-    """The account's offers, best first, each priced at `now` and signed."""
-    return price_offers(catalog, plan_offers(catalog, inputs), now, signer, gateway)
+class ShownOffer(NamedTuple):
+    """A planned offer priced at one moment by the local engine: what a page shows of it."""
+
+    index: int  # in OfferPlan.offers
+    id: str
+    quote: QuoteAt | None  # None for a sales-assisted offer
+    expires_at: datetime
+    token: str | None
+
+
+def show_offers(plan: OfferPlan, now: datetime) -> list[ShownOffer]:
+    """`price_offers` with the local engine as the price authority, from the terms prepared
+    with the plan: the same offers, ids, amounts and tokens, in a few integer operations each
+    and without building quotes (the page-load path; see domain.quote_terms)."""
+    account = plan.account
+    sellable = now < account.period.end  # else no change is until the period is renewed
+    moment = proration_moment(pinned_proration_date(now, None, account.period))
+    pinned_unix = unix(moment.proration_date)
+    quoted_expiry = moment.proration_date + OFFER_TTL
+    shown: list[ShownOffer] = []
+    for index, planned in enumerate(plan.offers):
+        terms, claims = planned.terms, planned.claims
+        if planned.change is None:  # sales-assisted: nothing to price
+            pinned = now.replace(microsecond=0)
+            oid = planned.id_material.id_at(unix(pinned))
+            shown.append(ShownOffer(index, oid, None, pinned + OFFER_TTL, None))
+            continue
+        if sellable and terms is not None and claims is not None and terms.covers(moment):
+            quote = terms.at(moment)
+            expires_at = min(quoted_expiry, quote.period_end)
+            oid = planned.id_material.id_at(pinned_unix)
+            token = claims.sign(quote.amount_due, unix(expires_at), oid, pinned_unix)
+            shown.append(ShownOffer(index, oid, quote, expires_at, token))
+            continue
+        # A moment the terms do not price: the general engine refuses it and says why.
+        try:
+            price_for_account(planned.change, account, plan.billed, now)
+        except DomainError:
+            continue  # not sellable right now (period over): never show it
+        raise AssertionError("the quote terms refused a moment the proration engine prices")
+    return shown
 
 
 def impression_rows(plan: OfferPlan, offers: AccountOffers, now: datetime) -> list[Impression]:
@@ -252,6 +352,20 @@ def impression_rows(plan: OfferPlan, offers: AccountOffers, now: datetime) -> li
             now,
         )
         for offer in offers.offers
+    ]
+
+
+def shown_impressions(plan: OfferPlan, shown: list[ShownOffer], now: datetime) -> list[Impression]:
+    """`impression_rows` for offers priced by `show_offers`."""
+    offers = plan.offers
+    return [
+        Impression(
+            offers[offer.index].impression,
+            offer.id,
+            None if offer.quote is None else offer.quote.amount_due,
+            now,
+        )
+        for offer in shown
     ]
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from service.adapters.offer_tables import OfferImpressionRow
 from service.api.deps import account_principal
-from service.api.offer_schemas import OffersOut
+from service.api.offer_schemas import OffersOut, dump_json, offers_payload
+from service.services.offers import price_offers
 from tests.api.test_accounts import assert_problem
 from tests.fakes.clock import FakeClock
 
@@ -188,6 +189,52 @@ def test_the_page_load_path_answers_exactly_as_the_route(
     metrics = client.get("/metrics").text
     route = 'route="/v1/accounts/{account_id}/upgrade-offers"'
     assert f'upshift_http_requests_total{{method="GET",{route},status="200"}} 3.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("plan", "usage", "engines"),
+    [
+        (ACME, [], []),
+        (ACME, [("seats", 9, "set")], ["seat", "upsell"]),
+        (ACME, [("api_calls", 95_000, "increment")], ["addon", "upsell"]),
+        (
+            {**ACME, "addons": {"api_pack": 1}},
+            [("seats", 10, "set"), ("api_calls", 190_000, "increment")],
+            ["seat", "addon", "upsell"],
+        ),
+        (  # no self-serve step up from Business: a seat offer and a talk with sales
+            {"tier": "business", "interval": "year", "seats": 20},
+            [("seats", 20, "set")],
+            ["seat", "sales_assisted"],
+        ),
+    ],
+    ids=["none", "seats", "add-on", "several", "yearly-business"],
+)
+def test_the_page_load_body_is_the_general_rendering(
+    client: TestClient,
+    app: FastAPI,
+    admin_headers: dict[str, str],
+    clock: FakeClock,
+    plan: dict[str, Any],
+    usage: list[tuple[str, int, str]],
+    engines: list[str],
+) -> None:
+    """Route and page-load path answer from the plan's pre-rendered page (api.offer_page); it
+    is the body the general path renders (price_offers, offers_payload) for the same second."""
+    assert client.put("/v1/accounts/acme", json=plan, headers=admin_headers).status_code == 201
+    clock.advance(days=5, seconds=7, microseconds=345_678)
+    for feature, quantity, action in usage:
+        report(client, admin_headers, feature, quantity, action)
+    token = client.post("/v1/accounts/acme/session-tokens", headers=admin_headers).json()["token"]
+    browser = {"Authorization": f"Bearer {token}"}
+    first = client.get("/v1/accounts/acme/upgrade-offers", headers=browser)  # a miss: the route
+    second = client.get("/v1/accounts/acme/upgrade-offers", headers=browser)  # cached
+    state = app.state
+    now = state.clock.now()
+    page = state.offer_cache.get("acme", now)
+    general = price_offers(state.catalog, page.plan, now, state.token_signer, None)
+    assert first.content == second.content == dump_json(offers_payload(general))
+    assert sorted(offer["engine"] for offer in first.json()["offers"]) == sorted(engines)
 
 
 def test_an_expired_session_token_is_refused_even_when_cached(

@@ -22,8 +22,9 @@ from service.api.deps import (
     SessionDep,
     SignerDep,
     renew_first,
-    session_principal,
+    session_claims,
 )
+from service.api.offer_page import OffersPage, offers_page, render
 from service.api.offer_schemas import (
     OffersOut,
     QuoteIn,
@@ -47,6 +48,8 @@ from service.services.offers import (
     load_offer_inputs,
     plan_offers,
     price_offers,
+    show_offers,
+    shown_impressions,
 )
 from service.services.quotes import TargetChange, authoritative_quote, quote_for_account
 from service.services.tokens import SESSION_PREFIX, issue_session_token
@@ -82,7 +85,7 @@ def create_quote(
     return quote_out(authoritative_quote(billing, account, quote))
 
 
-def _load_plan(app_state: Any, account_id: str, now: datetime) -> OfferPlan:
+def _load_page(app_state: Any, account_id: str, now: datetime) -> OffersPage:
     """A cache miss: one short read-only transaction. An account whose period has ended is
     renewed first (local billing; a transaction of its own) and read again."""
     plan = _read_plan(app_state, account_id, now, current_only=True)
@@ -90,7 +93,7 @@ def _load_plan(app_state: Any, account_id: str, now: datetime) -> OfferPlan:
         renew_first(app_state, account_id, now)
         plan = _read_plan(app_state, account_id, now, current_only=False)
     assert plan is not None
-    return plan
+    return offers_page(plan)
 
 
 def _read_plan(
@@ -101,7 +104,7 @@ def _read_plan(
         if current_only and account.current_period_end <= now:
             return None
         inputs = load_offer_inputs(session, app_state.catalog, account, now)
-    return plan_offers(app_state.catalog, inputs)
+    return plan_offers(app_state.catalog, inputs, app_state.token_signer)
 
 
 def _priced(app_state: Any, plan: OfferPlan, now: datetime) -> AccountOffers:
@@ -114,6 +117,14 @@ def _offers_body(app_state: Any, plan: OfferPlan, offers: AccountOffers, now: da
     """The response body; every offer in it is recorded as an impression."""
     app_state.impressions.add(impression_rows(plan, offers, now))
     return dump_json(offers_payload(offers))
+
+
+def _local_offers_body(app_state: Any, page: OffersPage, now: datetime) -> bytes:
+    """`_offers_body` when the local engine is the price authority: the same bytes, from the
+    page rendered with the cached plan."""
+    shown = show_offers(page.plan, now)
+    app_state.impressions.add(shown_impressions(page.plan, shown, now))
+    return render(page, shown)
 
 
 _HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
@@ -134,19 +145,17 @@ async def get_upgrade_offers(
 ) -> Response:
     state = request.app.state
     now = state.clock.now()
-    plan = state.offer_cache.get(account_id, now)
-    if plan is None:
-        plan = await run_in_threadpool(_load_plan, state, account_id, now)
-        state.offer_cache.put(account_id, plan)
+    page = state.offer_cache.get(account_id, now)
+    if page is None:
+        page = await run_in_threadpool(_load_page, state, account_id, now)
+        state.offer_cache.put(account_id, page)
     if state.settings.billing_backend == "local":
         # The local engine is the price authority: no provider preview, no transaction.
-        offers = price_offers(state.catalog, plan, now, state.token_signer, None)
+        body = _local_offers_body(state, page, now)
     else:  # Stripe previews every quote over the network: off the event loop
-        offers = await run_in_threadpool(_priced, state, plan, now)
-    return Response(
-        _offers_body(state, plan, offers, now),
-        headers={name.decode(): value.decode() for name, value in _HEADERS},
-    )
+        offers = await run_in_threadpool(_priced, state, page.plan, now)
+        body = _offers_body(state, page.plan, offers, now)
+    return Response(body, headers={name.decode(): value.decode() for name, value in _HEADERS})
 
 
 _ACCOUNT_ID = re.compile(AccountIdPattern)
@@ -161,7 +170,7 @@ class OffersHotPath:
     an account whose offer plan is cached and priced by the local engine, Starlette's and
     FastAPI's per-request machinery (middleware, routing, dependency solving, request and
     response objects) cost more than pricing the offers. This pure ASGI middleware answers
-    exactly that case, with the same checks (`deps.session_principal`), pricing and body as
+    exactly that case, with the same checks (`deps.session_claims`), pricing and body as
     `get_upgrade_offers`; anything else (another credential, a miss, an error, Stripe billing)
     goes on to the FastAPI route, which produces every error. Counted in /metrics as the route.
     """
@@ -204,16 +213,15 @@ class OffersHotPath:
         token = token.strip()
         if scheme.lower() != "bearer" or not token.startswith(SESSION_PREFIX):
             return None
+        now = state.clock.now()
         try:
-            session_principal(state, token, account_id)
+            session_claims(state, token, account_id, now)
         except DomainError:
             return None
-        now = state.clock.now()
-        plan = state.offer_cache.get(account_id, now)
-        if plan is None:
+        page = state.offer_cache.get(account_id, now)
+        if page is None:
             return None
-        offers = price_offers(state.catalog, plan, now, state.token_signer, None)
-        return _offers_body(state, plan, offers, now)
+        return _local_offers_body(state, page, now)
 
 
 @router.post(
