@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -147,6 +147,128 @@ def single_currency(current: Sequence[BilledLine], target: Sequence[TargetLine])
     return currency
 
 
+@dataclass(frozen=True, slots=True)
+class ProrationTerm:
+    """An invoice line a change may produce, before the proration date is known.
+
+    With `remaining_s` whole seconds left in the period, a proration line amounts to
+    `amount` x remaining_s / `span_s`, rounded to the minor unit halves away from zero
+    (money.round_half_away); a full new-period charge (an interval change) is `amount`.
+    """
+
+    key: str
+    description: str  # as invoiced: "Unused time on …", "Remaining time on …", or the line's own
+    quantity: int
+    proration: bool  # False only for the full new period charged on an interval change
+    amount: int  # minor units; negative for a credit of what was billed
+    span_s: int  # the seconds `amount` pays for, up to the period end; 0 when not prorated
+
+    def amount_at(self, remaining_s: int) -> int:
+        if not self.proration:
+            return self.amount
+        return round_half_away(self.amount * remaining_s, self.span_s)
+
+
+@dataclass(frozen=True, slots=True)
+class ProrationTerms:
+    """Everything `prorate` decides before the proration date: which lines are credited or
+    charged, over which spans, in which order. `at` them for a date is then one division per
+    line, so an offer shown on every page load is priced without redoing the rest."""
+
+    currency: str
+    period: Period
+    end_s: int  # the period end in whole seconds
+    first_s: int  # the latest billed_from second: an earlier proration date is refused
+    interval_months: int  # the billing interval after the change
+    resets: bool  # the interval changes: the billing period restarts at the proration date
+    lines: tuple[ProrationTerm, ...]  # credits first, then charges, each sorted by key
+    recurring: int  # the target lines per (new) billing interval, minor units
+    current: Mapping[str, BilledLine]
+    target: Mapping[str, TargetLine]
+
+
+def _unchanged(line: BilledLine | None, target_line: TargetLine | None, resets: bool) -> bool:
+    # Comparing minor units suffices: single_currency has proved one currency throughout.
+    return (
+        not resets
+        and line is not None
+        and target_line is not None
+        and target_line.unit_amount.minor == line.unit_amount.minor
+        and target_line.quantity == line.quantity
+    )
+
+
+def _billed_outside(key: str, line: BilledLine) -> ValueError:
+    # A line billed outside [period_start, t] belongs to another period or to the future:
+    # crediting it would give back more than was paid for the time left.
+    return ValueError(
+        f"line {key!r} was billed from {line.billed_from.isoformat()}, "
+        "not between the period start and the proration date"
+    )
+
+
+def proration_terms(
+    current: Sequence[BilledLine],
+    period: Period,
+    target: Sequence[TargetLine],
+    *,
+    interval_months: int,
+    new_interval_months: int | None = None,
+) -> ProrationTerms:
+    """The date-independent part of `prorate` (see there for the rules and the errors, but for
+    the proration date's own checks, which `prorate` makes)."""
+    if interval_months < 1 or (new_interval_months is not None and new_interval_months < 1):
+        raise ValueError("billing intervals must be at least one month")
+    currency = single_currency(current, target)
+    old = lines_by_key(current, "current")
+    new = lines_by_key(target, "target")
+    start_s = whole_seconds(period.start)
+    end_s = whole_seconds(period.end)
+    if end_s <= start_s:
+        raise ValueError("billing period must span at least one second")
+    interval = interval_months if new_interval_months is None else new_interval_months
+    resets = interval != interval_months
+
+    lines: list[ProrationTerm] = []
+    first_s = start_s
+    for key in sorted(old):
+        line = old[key]
+        from_s = whole_seconds(line.billed_from)
+        if from_s < start_s:
+            raise _billed_outside(key, line)
+        first_s = max(first_s, from_s)
+        # A line billed from the period end can only be credited at the period end: nothing.
+        if _unchanged(line, new.get(key), resets) or not line.billed_minor or from_s == end_s:
+            continue
+        description = f"Unused time on {line.description}"
+        span = end_s - from_s
+        lines.append(ProrationTerm(key, description, line.quantity, True, -line.billed_minor, span))
+    for key in sorted(new):
+        target_line = new[key]
+        amount = target_line.unit_amount.minor * target_line.quantity
+        if not amount or _unchanged(old.get(key), target_line, resets):
+            continue
+        if resets:  # the new period is charged in full, from the change on
+            description, span = target_line.description, 0
+        else:
+            description, span = f"Remaining time on {target_line.description}", end_s - start_s
+        lines.append(
+            ProrationTerm(key, description, target_line.quantity, not resets, amount, span)
+        )
+    return ProrationTerms(
+        currency=currency,
+        period=period,
+        end_s=end_s,
+        first_s=first_s,
+        interval_months=interval,
+        resets=resets,
+        lines=tuple(lines),
+        recurring=sum(line.unit_amount.minor * line.quantity for line in target),
+        current=old,
+        target=new,
+    )
+
+
 def prorate(
     current: Sequence[BilledLine],
     period: Period,
@@ -178,7 +300,8 @@ def prorate(
 
     Lines are ordered credits first, then charges, each sorted by key, so the result does not
     depend on the order of the inputs. Zero-amount lines are left out; at period_end every
-    proration line is zero. `new_billed` is sorted by key too.
+    proration line is zero. `new_billed` is sorted by key too. What does not depend on t is
+    `proration_terms`; this prices them at t.
 
     Raises ProrationDateOutsidePeriod (a ValueError) if t is outside [period.start, period.end],
     CurrencyMismatchError if the lines mix currencies, and ValueError for duplicate keys or a
@@ -193,142 +316,71 @@ def prorate(
             f"[{period.start.isoformat()}, {period.end.isoformat()}]",
             field="proration_date",
         )
-    currency = single_currency(current, target)
-    old = lines_by_key(current, "current")
-    new = lines_by_key(target, "target")
-
-    start_s = whole_seconds(period.start)
-    end_s = whole_seconds(period.end)
+    terms = proration_terms(
+        current,
+        period,
+        target,
+        interval_months=interval_months,
+        new_interval_months=new_interval_months,
+    )
     t_s = whole_seconds(moment)
-    total = end_s - start_s
-    if total <= 0:
-        raise ValueError("billing period must span at least one second")
-    remaining = end_s - t_s
+    if t_s < terms.first_s:
+        key, line = next(
+            (key, line)
+            for key, line in sorted(terms.current.items())
+            if whole_seconds(line.billed_from) > t_s
+        )
+        raise _billed_outside(key, line)
+    remaining = terms.end_s - t_s
     # The same second as t_s, so the billed_from stored for the next change divides identically.
     at = moment.replace(microsecond=0)
-    interval = interval_months if new_interval_months is None else new_interval_months
-    resets = interval != interval_months
-
-    lines: list[ProrationLine] = []
+    after = Period(at, add_months(at, terms.interval_months)) if terms.resets else period
     # Built lazily: when t == period_end no proration line exists and [t, t) is no Period.
     rest: Period | None = None
-    due = 0
-
-    for key in sorted(old):
-        line = old[key]
-        from_s = whole_seconds(line.billed_from)
-        # A line billed outside [period_start, t] belongs to another period or to the future:
-        # crediting it would give back more than was paid for the time left.
-        if not start_s <= from_s <= t_s:
-            raise ValueError(
-                f"line {key!r} was billed from {line.billed_from.isoformat()}, "
-                "not between the period start and the proration date"
-            )
-        target_line = new.get(key)
-        # Comparing minor units suffices: single_currency has proved one currency throughout.
-        if (
-            not resets
-            and target_line is not None
-            and target_line.unit_amount.minor == line.unit_amount.minor
-            and target_line.quantity == line.quantity
-        ):
+    lines: list[ProrationLine] = []
+    charged: dict[str, int] = {}  # what each changed target line is charged, for new_billed
+    for term in terms.lines:
+        amount = term.amount_at(remaining)
+        if term.amount > 0:
+            charged[term.key] = amount
+        if not amount:
             continue
-        if remaining == 0 or line.billed_minor == 0:
-            continue
-        credit = -round_half_away(line.billed_minor * remaining, end_s - from_s)
-        if credit:
-            if rest is None:
-                rest = Period(at, period.end)
-            due += credit
-            lines.append(
-                ProrationLine(
-                    key,
-                    f"Unused time on {line.description}",
-                    Money(credit, currency),
-                    rest,
-                    True,
-                    line.quantity,
-                )
+        if term.proration and rest is None:
+            rest = Period(at, period.end)
+        line_period = rest if term.proration else after
+        assert line_period is not None
+        money = Money(amount, terms.currency)
+        lines.append(
+            ProrationLine(
+                term.key, term.description, money, line_period, term.proration, term.quantity
             )
+        )
 
     new_billed: list[BilledLine] = []
-    if resets:
-        after = Period(at, add_months(at, interval))
-        for key in sorted(new):
-            target_line = new[key]
-            full = target_line.unit_amount.minor * target_line.quantity
-            if full:
-                due += full
-                lines.append(
-                    ProrationLine(
-                        key,
-                        target_line.description,
-                        Money(full, currency),
-                        after,
-                        False,
-                        target_line.quantity,
-                    )
-                )
-            new_billed.append(
-                BilledLine(
-                    key,
-                    target_line.description,
-                    target_line.unit_amount,
-                    target_line.quantity,
-                    full,
-                    at,
-                )
+    for key, target_line in sorted(terms.target.items()):
+        line = terms.current.get(key)
+        if _unchanged(line, target_line, terms.resets):
+            assert line is not None
+            # Unchanged: it keeps what was billed for it, and from when.
+            if line.description != target_line.description:
+                line = replace(line, description=target_line.description)
+            new_billed.append(line)
+            continue
+        new_billed.append(
+            BilledLine(
+                key,
+                target_line.description,
+                target_line.unit_amount,
+                target_line.quantity,
+                charged.get(key, 0),
+                at,
             )
-    else:
-        after = period
-        for key in sorted(new):
-            target_line = new[key]
-            line = old.get(key)
-            if (
-                line is not None
-                and target_line.unit_amount.minor == line.unit_amount.minor
-                and target_line.quantity == line.quantity
-            ):
-                # Unchanged: it keeps what was billed for it, and from when.
-                if line.description != target_line.description:
-                    line = replace(line, description=target_line.description)
-                new_billed.append(line)
-                continue
-            amount = target_line.unit_amount.minor * target_line.quantity
-            charge = round_half_away(amount * remaining, total) if remaining and amount else 0
-            if charge:
-                if rest is None:
-                    rest = Period(at, period.end)
-                due += charge
-                lines.append(
-                    ProrationLine(
-                        key,
-                        f"Remaining time on {target_line.description}",
-                        Money(charge, currency),
-                        rest,
-                        True,
-                        target_line.quantity,
-                    )
-                )
-            new_billed.append(
-                BilledLine(
-                    key,
-                    target_line.description,
-                    target_line.unit_amount,
-                    target_line.quantity,
-                    charge,
-                    at,
-                )
-            )
-
-    recurring = 0
-    for target_line in target:
-        recurring += target_line.unit_amount.minor * target_line.quantity
+        )
     return ProrationResult(
         lines=tuple(lines),
-        amount_due=Money(due, currency),
-        new_recurring=Money(recurring, currency),
+        amount_due=Money(sum(line.amount.minor for line in lines), terms.currency),
+        new_recurring=Money(terms.recurring, terms.currency),
         period=after,
-        interval_months=interval,
+        interval_months=terms.interval_months,
         new_billed=tuple(new_billed),
     )

@@ -1,17 +1,17 @@
-"""A prepared change reduced, for one billing period and the lines billed in it, to the integers
-that price it at any second: `quotes.price_change` in a few integer operations, to the minor unit.
+"""A prepared change priced at any second of one billing period, against the lines billed in
+it: `quotes.price_change` without redoing what does not depend on the proration date.
 
 An account's offers are priced on every page load, always in the same period against the same
-billed lines; only the proration date moves. `quote_terms` does once everything `prorate` does
-that does not depend on that date (which lines are credited or charged, their descriptions, the
-spans they are prorated over, the checks), and `QuoteTerms.at` does the rest: per line one
-multiplication and one floor division. Property tests hold it equal to `price_change`.
+billed lines; only the proration date moves. `quote_terms` takes `proration.proration_terms`
+(which lines are credited or charged, their descriptions and spans, the checks) once, and
+`QuoteTerms.at` prices them at a moment: per line one rounded division (ProrationTerm.amount_at,
+the same one `prorate` uses). Property tests hold it equal to `price_change`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -20,30 +20,12 @@ from service.domain.money import Money
 from service.domain.periods import Period, add_months, require_utc
 from service.domain.proration import (
     BilledLine,
-    TargetLine,
-    lines_by_key,
-    single_currency,
+    ProrationTerm,
+    ProrationTerms,
+    proration_terms,
     whole_seconds,
 )
 from service.domain.quotes import PreparedChange
-
-
-@dataclass(frozen=True, slots=True)
-class TermLine:
-    """An invoice line the change may produce, in the order `prorate` lists them.
-
-    At second t a proration line amounts to `amount` x (period_end - t) / `span_s`, rounded to
-    the minor unit halves away from zero (money.round_half_away); a full-period charge (on an
-    interval change, proration False) is `amount` at every second. A line amounting to zero at
-    t is not on the invoice.
-    """
-
-    key: str
-    description: str  # as invoiced: "Unused time on …", "Remaining time on …", or the line's own
-    quantity: int
-    proration: bool
-    amount: int  # minor units; negative for a credit
-    span_s: int  # the seconds `amount` pays for, up to the period end; 0 for a full-period charge
 
 
 class ProrationMoment(NamedTuple):
@@ -82,119 +64,62 @@ class QuoteTerms:
     period: Period  # the billing period priced in: proration lines end at its end
     currency: str  # of every amount of the quote
     new_recurring: Money
-    lines: tuple[TermLine, ...]
-    first_second: int  # prorate refuses a proration date before a line's billed_from second
-    reset_months: int  # the change restarts the billing period, this many months long; 0: not
-    # Per line (sign, 2 |amount|, span, 2 span, fixed amount): round_half_away(n, d) for n >= 0 is
-    # (2n + d) // 2d, which spares the divmod, abs and comparisons of the general function.
-    _rates: tuple[tuple[int, int, int, int, int], ...] = field(init=False, repr=False)
-    _end_s: int = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        rates = tuple(
-            (-1 if line.amount < 0 else 1, 2 * abs(line.amount), line.span_s, 2 * line.span_s, 0)
-            if line.span_s
-            else (1, 0, 0, 0, line.amount)
-            for line in self.lines
-        )
-        object.__setattr__(self, "_rates", rates)
-        object.__setattr__(self, "_end_s", whole_seconds(self.period.end))
+    proration: ProrationTerms | None  # None: scheduled for the end of the term, nothing prorated
 
     @property
-    def immediate(self) -> bool:
-        return self.change.timing is Timing.immediate
+    def lines(self) -> tuple[ProrationTerm, ...]:
+        return () if self.proration is None else self.proration.lines
+
+    @property
+    def first_second(self) -> int:
+        """prorate refuses a proration date before this (a line's billed_from second)."""
+        return 0 if self.proration is None else self.proration.first_s
+
+    @property
+    def reset_months(self) -> int:
+        """The change restarts the billing period, this many months long; 0: it does not."""
+        terms = self.proration
+        return terms.interval_months if terms is not None and terms.resets else 0
 
     def covers(self, moment: ProrationMoment) -> bool:
         """Whether `at` prices this moment; `price_change` refuses every other one."""
-        if not self.immediate:
+        if self.proration is None:
             return True  # nothing is prorated: any moment prices
         period = self.period
         return (
             period.start <= moment.proration_date <= period.end
-            and moment.seconds >= self.first_second
+            and moment.seconds >= self.proration.first_s
         )
 
     def at(self, moment: ProrationMoment) -> QuoteAt:
         """The quote's moving parts at a moment this covers (`covers`)."""
-        if not self.immediate:  # scheduled for the end of the term: nothing due now
+        terms = self.proration
+        if terms is None:  # scheduled for the end of the term: nothing due now
             end = self.period.end
             return QuoteAt(moment.proration_date, moment.second, [], 0, end, end, end)
-        remaining = self._end_s - moment.seconds
-        amounts = [
-            sign * ((twice * remaining + span) // twice_span) if twice_span else fixed
-            for sign, twice, span, twice_span, fixed in self._rates
-        ]
-        end = add_months(moment.second, self.reset_months) if self.reset_months else self.period.end
+        remaining = terms.end_s - moment.seconds
+        amounts = [line.amount_at(remaining) for line in terms.lines]
+        end = add_months(moment.second, terms.interval_months) if terms.resets else self.period.end
         date = moment.proration_date
         return QuoteAt(date, moment.second, amounts, sum(amounts), end, date, end)
-
-
-def _same_price(line: BilledLine | None, target: TargetLine | None) -> bool:
-    """An unchanged line: prorate neither credits nor charges it."""
-    return (
-        line is not None
-        and target is not None
-        and target.unit_amount.minor == line.unit_amount.minor
-        and target.quantity == line.quantity
-    )
 
 
 def quote_terms(
     change: PreparedChange, period: Period, billed: Sequence[BilledLine]
 ) -> QuoteTerms | None:
-    """`change` for a plan billed as `billed` in `period`, reduced to integer terms; None when
-    `prorate` refuses it at every moment (pricing it says why). Mirrors `proration.prorate`."""
+    """`change` for a plan billed as `billed` in `period`, reduced to its proration terms; None
+    when `prorate` refuses it at every moment (pricing it says why)."""
     if change.timing is not Timing.immediate:
         recurring = change.new_recurring
-        return QuoteTerms(change, period, recurring.currency, recurring, (), 0, 0)
-    months, new_months = change.current.interval.months, change.target.interval.months
-    target = change.target_lines
+        return QuoteTerms(change, period, recurring.currency, recurring, None)
     try:
-        if months < 1 or new_months < 1:
-            raise ValueError("billing intervals must be at least one month")
-        currency = single_currency(billed, target)
-        old = lines_by_key(billed, "current")
-        new = lines_by_key(target, "target")
-    except ValueError:
+        terms = proration_terms(
+            billed,
+            period,
+            change.target_lines,
+            interval_months=change.current.interval.months,
+            new_interval_months=change.target.interval.months,
+        )
+    except ValueError:  # CurrencyMismatchError is one too
         return None
-    start_s, end_s = whole_seconds(period.start), whole_seconds(period.end)
-    if end_s <= start_s:
-        return None
-    resets = new_months != months
-    lines: list[TermLine] = []
-    first = start_s
-    for key in sorted(old):
-        line = old[key]
-        from_s = whole_seconds(line.billed_from)
-        if from_s < start_s:
-            return None  # billed before the period: prorate refuses it at any moment
-        first = max(first, from_s)
-        if (not resets and _same_price(line, new.get(key))) or not line.billed_minor:
-            continue
-        if from_s < end_s:  # else only the period end is covered, where credits are zero
-            description = f"Unused time on {line.description}"
-            span = end_s - from_s
-            lines.append(TermLine(key, description, line.quantity, True, -line.billed_minor, span))
-    for key in sorted(new):
-        target_line = new[key]
-        amount = target_line.unit_amount.minor * target_line.quantity
-        if not amount:
-            continue  # a zero line is never invoiced
-        if resets:  # the new period is charged in full, from the change on
-            lines.append(
-                TermLine(key, target_line.description, target_line.quantity, False, amount, 0)
-            )
-        elif not _same_price(old.get(key), target_line):
-            description = f"Remaining time on {target_line.description}"
-            span = end_s - start_s
-            lines.append(TermLine(key, description, target_line.quantity, True, amount, span))
-    recurring = sum(line.unit_amount.minor * line.quantity for line in target)
-    return QuoteTerms(
-        change,
-        period,
-        currency,
-        Money(recurring, currency),
-        tuple(lines),
-        first,
-        new_months if resets else 0,
-    )
+    return QuoteTerms(change, period, terms.currency, Money(terms.recurring, terms.currency), terms)
