@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.telemetry import TelemetryConfig
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
@@ -58,6 +59,12 @@ def billing_gateways(
     if stripe_billing is None:
         raise StripeNotConfigured("billing_backend=stripe needs the process's StripeBilling")
     return lambda _session: StripeBillingGateway(stripe_billing)
+
+
+def telemetry_config(settings: Settings) -> TelemetryConfig:
+    """FastAPI's native OpenTelemetry: on only when the settings ask for it (otel_enabled)."""
+    enabled = settings.otel_enabled
+    return {"tracing": enabled, "metrics": enabled, "logs": enabled}
 
 
 def create_app(
@@ -113,6 +120,7 @@ def create_app(
         ),
         lifespan=lifespan,
         dependencies=[Depends(single_valued_query)],
+        telemetry=telemetry_config(settings),
     )
     app.state.settings = settings
     app.state.catalog = active_catalog

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,9 @@ from service.adapters.offer_tables import OfferImpressionRow
 
 log = logging.getLogger("upshift.impressions")
 
-CHUNK = 1_000
+# Rows formatted per hold of the interpreter lock by the writer thread (about 0.3 ms); one
+# flush is one transaction, so a failure re-queues exactly the rows that were not written.
+SLICE = 256
 # The offer_impressions columns in COPY order; three vary per impression, the rest per offer.
 COLUMNS = (
     "offer_id",
@@ -132,8 +135,7 @@ class ImpressionBuffer:
         if not rows:
             return 0
         try:
-            for start in range(0, len(rows), CHUNK):
-                self._write(rows[start : start + CHUNK])
+            self._write(rows)
         except Exception:
             log.exception("writing %d impressions failed; they will be retried", len(rows))
             with self._lock:
@@ -154,7 +156,12 @@ class ImpressionBuffer:
             cursor = connection.connection.driver_connection.cursor()
             with cursor.copy(f"COPY offer_impressions ({', '.join(COLUMNS)}) FROM STDIN") as copy:
                 stamps: dict[int, str] = {}
-                copy.write("".join([row.copy_line(stamps) for row in rows]).encode())
+                for start in range(0, len(rows), SLICE):
+                    lines = [row.copy_line(stamps) for row in rows[start : start + SLICE]]
+                    copy.write("".join(lines).encode())
+                    # Hand the interpreter to the request path between slices: a whole flush
+                    # at once held it for ~10 ms at 4,000 page loads/s, a p99 pause.
+                    time.sleep(0)
 
     def start(self) -> None:
         if self._thread is None:

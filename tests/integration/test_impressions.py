@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from service.adapters.db import make_session_factory
 from service.adapters.offer_tables import OfferImpressionRow
-from service.services.impressions import Impression, ImpressionBuffer, ImpressionStatic
+from service.services.impressions import SLICE, Impression, ImpressionBuffer, ImpressionStatic
 
 AWKWARD = 'tab\there, new\nline, back\\slash, cr\r, quote" and \\N'
 
@@ -47,3 +48,47 @@ def test_awkward_text_and_nulls_survive_the_writer(
         assert (row.days_since_activation, row.in_activation_window) == (None, False)
         assert row.catalog_version == "v\\1\t"
         assert row.shown_at == shown
+
+
+def test_a_failed_flush_writes_nothing_and_the_next_writes_each_row_once(
+    client: TestClient, admin_headers: dict[str, str], db: Engine, monkeypatch
+) -> None:
+    body = {"tier": "growth", "interval": "month", "seats": 10}
+    assert client.put("/v1/accounts/acme", json=body, headers=admin_headers).status_code == 201
+    static = ImpressionStatic.of(
+        {
+            "account_id": "acme",
+            "engine": "seat",
+            "target": {"seats": 12},
+            "currency": "USD",
+            "reason_codes": [],
+            "signal_ids": [],
+            "days_since_activation": 3,
+            "in_activation_window": True,
+            "catalog_version": "v1",
+        }
+    )
+    shown = datetime(2026, 11, 23, 17, 0, 1, tzinfo=UTC)
+    rows = [Impression(static, f"off_{n}", n, shown) for n in range(SLICE * 2 + 5)]
+    buffer = ImpressionBuffer(make_session_factory(db))
+    buffer.add(rows)
+    # Fail on a row of the second slice, after the first was sent (PostgreSQL's COPY path), or
+    # while building the insert (SQLite).
+    method = "copy_line" if db.dialect.name == "postgresql" else "row"
+    original = getattr(Impression, method)
+
+    def failing(self: Impression, *args: object) -> object:
+        if self.offer_id == f"off_{SLICE + 3}":
+            raise RuntimeError("database went away")
+        return original(self, *args)
+
+    monkeypatch.setattr(Impression, method, failing)
+    with pytest.raises(RuntimeError):
+        buffer.flush()
+    with Session(db) as session:
+        assert session.scalar(select(func.count()).select_from(OfferImpressionRow)) == 0
+    monkeypatch.setattr(Impression, method, original)
+    assert buffer.flush() == len(rows)
+    with Session(db) as session:
+        written = list(session.scalars(select(OfferImpressionRow.offer_id)))
+    assert sorted(written) == sorted(row.offer_id for row in rows)
