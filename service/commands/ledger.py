@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,16 @@ def _moment(_context: click.Context, parameter: click.Parameter, value: str | No
     return moment.astimezone(UTC)
 
 
-def _engine() -> Any:
+@contextmanager
+def _engine() -> Iterator[Any]:
+    """The configured database's engine, disposed of when the command is done."""
     from service.adapters.db import make_engine
 
-    return make_engine(Settings().database_url)
+    engine = make_engine(Settings().database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @click.group()
@@ -45,12 +53,8 @@ def verify(batch_size: int) -> None:
     """Recompute the hash chain; name the first row that does not match and exit 1."""
     from service.services.ledger import verify_ledger
 
-    engine = _engine()
-    try:
-        with engine.connect() as connection:
-            result = verify_ledger(connection, batch_size=batch_size)
-    finally:
-        engine.dispose()
+    with _engine() as engine, engine.connect() as connection:
+        result = verify_ledger(connection, batch_size=batch_size)
     if not result.ok:
         click.echo(
             f"ledger entry {result.first_bad_id} does not match its hash chain "
@@ -68,12 +72,8 @@ def rollup(rebuild: bool) -> None:
     exit 1 if they differ (unless --rebuild, which keeps the recomputed one)."""
     from service.services.ledger import rebuild_rollup
 
-    engine = _engine()
-    try:
-        with engine.connect() as connection:
-            result = rebuild_rollup(connection, keep=rebuild)
-    finally:
-        engine.dispose()
+    with _engine() as engine, engine.connect() as connection:
+        result = rebuild_rollup(connection, keep=rebuild)
     state = "matched" if result.matched else "differed from"
     click.echo(f"ledger rollup {state} the entries ({result.rows} rows)")
     if rebuild:
@@ -100,20 +100,18 @@ def export(export_format: str, start: datetime | None, end: datetime | None, out
     from service.services.ledger_export import ExportFormat, count_rows, export_to_file
 
     window = TimeWindow(start, end)
-    engine = _engine()
-    try:
-        total = count_rows(engine, window)
-        with click.progressbar(
-            length=total, label=f"exporting {total} rows", file=sys.stderr
-        ) as bar:
-            written = export_to_file(
-                engine, ExportFormat(export_format), window, output, on_rows=bar.update
-            )
-    except DomainError as exc:
-        output.unlink(missing_ok=True)
-        raise click.ClickException(exc.detail) from None
-    finally:
-        engine.dispose()
+    with _engine() as engine:
+        try:
+            total = count_rows(engine, window)
+            with click.progressbar(
+                length=total, label=f"exporting {total} rows", file=sys.stderr
+            ) as bar:
+                written = export_to_file(
+                    engine, ExportFormat(export_format), window, output, on_rows=bar.update
+                )
+        except DomainError as exc:
+            output.unlink(missing_ok=True)
+            raise click.ClickException(exc.detail) from None
     click.echo(f"wrote {written} rows to {output}")
 
 
@@ -148,13 +146,11 @@ def nrr(start: datetime, end: datetime, granularity: str, as_json: bool) -> None
     from service.domain.ledger import Granularity
     from service.services.reports import nrr_report, report_document
 
-    engine = _engine()
-    try:
-        document = report_document(nrr_report(engine, start, end, Granularity(granularity)))
-    except DomainError as exc:
-        raise click.BadParameter(exc.detail, param_hint=f"--{exc.field or 'from'}") from None
-    finally:
-        engine.dispose()
+    with _engine() as engine:
+        try:
+            document = report_document(nrr_report(engine, start, end, Granularity(granularity)))
+        except DomainError as exc:
+            raise click.BadParameter(exc.detail, param_hint=f"--{exc.field or 'from'}") from None
     if as_json:
         click.echo(json.dumps(document, default=lambda value: value.isoformat(), indent=2))
         return
