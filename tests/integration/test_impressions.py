@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.adapters.db import make_session_factory
 from service.adapters.offer_tables import OfferImpressionRow
+from service.services import impressions
 from service.services.impressions import SLICE, Impression, ImpressionBuffer, ImpressionStatic
 
 AWKWARD = 'tab\there, new\nline, back\\slash, cr\r, quote" and \\N'
@@ -72,22 +73,27 @@ def test_a_failed_flush_writes_nothing_and_the_next_writes_each_row_once(
     rows = [Impression(static, f"off_{n}", n, shown) for n in range(SLICE * 2 + 5)]
     buffer = ImpressionBuffer(make_session_factory(db))
     buffer.add(rows)
-    # Fail on a row of the second slice, after the first was sent (PostgreSQL's COPY path), or
-    # while building the insert (SQLite).
-    method = "copy_line" if db.dialect.name == "postgresql" else "row"
-    original = getattr(Impression, method)
+    # Fail after the first slice was sent (PostgreSQL's COPY path), or while building the
+    # insert (SQLite): the connection went away mid-flush.
+    if buffer.copy_lines:
+        target, name = impressions, "_hand_over_interpreter"
+    else:
+        target, name = Impression, "row"
+    original = getattr(target, name)
+    calls = []
 
-    def failing(self: Impression, *args: object) -> object:
-        if self.offer_id == f"off_{SLICE + 3}":
+    def failing(*args: object) -> object:
+        calls.append(args)
+        if len(calls) == (1 if buffer.copy_lines else SLICE + 3):
             raise RuntimeError("database went away")
-        return original(self, *args)
+        return original(*args)
 
-    monkeypatch.setattr(Impression, method, failing)
+    monkeypatch.setattr(target, name, failing)
     with pytest.raises(RuntimeError):
         buffer.flush()
     with Session(db) as session:
         assert session.scalar(select(func.count()).select_from(OfferImpressionRow)) == 0
-    monkeypatch.setattr(Impression, method, original)
+    monkeypatch.setattr(target, name, original)
     assert buffer.flush() == len(rows)
     with Session(db) as session:
         written = list(session.scalars(select(OfferImpressionRow.offer_id)))
