@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.adapters.orm import Base
@@ -18,7 +18,9 @@ class OfferImpressionRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     offer_id: Mapped[str] = mapped_column(String(64), index=True)
-    account_id: Mapped[str] = mapped_column(String(128), ForeignKey("accounts.id"))
+    # The account's id, without a foreign key: an append-only log, like the ledger (see the
+    # migration 0007_impressions_no_fk).
+    account_id: Mapped[str] = mapped_column(String(128))
     engine: Mapped[str] = mapped_column(String(16))
     target: Mapped[dict[str, Any]]
     amount_due_minor: Mapped[int | None]
