@@ -570,6 +570,13 @@ def _net(currency: Any, total: Any) -> list[Any]:
     return [literal(-1), currency, literal("opening"), literal(""), total, literal(0), literal(0)]
 
 
+def _flows_select(source: Any, bucket: Any, total: Any, cohort: Any, capped: Any) -> Select[Any]:
+    """(bucket, currency, kind, engine, total, cohort, capped) rows, as _collect reads them,
+    grouped from `source` (the entries placed in their buckets, or the monthly rollup)."""
+    keys = (bucket, source.currency, source.kind, source.engine)
+    return select(*keys, total, cohort, capped).group_by(*keys)
+
+
 def entry_flows(
     connection: Connection, start: datetime, end: datetime, *, months_per_bucket: int
 ) -> list[PeriodAggregate]:
@@ -584,15 +591,9 @@ def entry_flows(
         _moves(connection, [E.occurred_at >= start, E.occurred_at < end]), [months_per_bucket]
     )
     p = placed.c
-    bucket = p.month // months_per_bucket
-    flows = select(
-        bucket,
-        p.currency,
-        p.kind,
-        p.engine,
-        func.sum(p.delta),
-        *_cohort_sums(placed, months_per_bucket),
-    ).group_by(bucket, p.currency, p.kind, p.engine)
+    flows = _flows_select(
+        p, p.month // months_per_bucket, func.sum(p.delta), *_cohort_sums(placed, months_per_bucket)
+    )
     return _collect(connection.execute(flows))
 
 
@@ -617,17 +618,13 @@ def month_flow_aggregates(
     if months_per_bucket not in (1, _QUARTER) or start_month % months_per_bucket:
         raise ValueError("the rollup answers whole months and quarters from a bucket start")
     prefix = "month" if months_per_bucket == 1 else "quarter"
-    bucket = F.month // months_per_bucket
-    flows = select(
-        bucket,
-        F.currency,
-        F.kind,
-        F.engine,
+    flows = _flows_select(
+        F,
+        F.month // months_per_bucket,
         func.sum(F.total_minor),
         func.sum(getattr(F, f"{prefix}_cohort_minor")),
         func.sum(getattr(F, f"{prefix}_capped_loss_minor")),
     ).where(F.month >= start_month, F.month < end_month)
-    flows = flows.group_by(bucket, F.currency, F.kind, F.engine)
     return _collect(connection.execute(flows))
 
 
