@@ -149,47 +149,14 @@ def offer_id(material: OfferIdMaterial, pinned: datetime) -> str:
     return material.id_at(unix(pinned))
 
 
-def _fixed_claims(
-    account: AccountState,
-    candidate: OfferCandidate,
-    target: Mapping[str, Any],
-    signal_ids: list[str],
-    currency: str,
-    catalog_version: str,
-) -> dict[str, Any]:
-    """An offer token's claims but the VARYING_CLAIMS, which depend on the moment priced at."""
-    return {
-        "acc": account.id,
-        "eng": candidate.engine.value,
-        "tgt": target,
-        "cur": currency,
-        "cv": catalog_version,
-        "av": account.version,
-        "sig": signal_ids,
-    }
-
-
-def sign_offer(
-    signer: TokenSigner,
-    account: AccountState,
-    oid: str,
-    planned: PlannedOffer,
-    quote: Quote,
-    expires_at: datetime,
-) -> str:
-    claims = _fixed_claims(
-        account,
-        planned.candidate,
-        planned.target,
-        planned.signal_ids,
-        quote.amount_due.currency,
-        quote.catalog_version,
+def sign_offer(planned: PlannedOffer, oid: str, quote: Quote, expires_at: datetime) -> str:
+    """The offer token of a priced offer: the plan's claims template (see planned_offer) with
+    the claims that depend on the moment (VARYING_CLAIMS, in their order)."""
+    # A quote exists only where the proration terms price the change, so the template does.
+    assert planned.claims is not None
+    return planned.claims.sign(
+        quote.amount_due.minor, unix(expires_at), oid, unix(quote.proration_date)
     )
-    claims["due"] = quote.amount_due.minor
-    claims["exp"] = unix(expires_at)
-    claims["oid"] = oid
-    claims["pd"] = unix(quote.proration_date)
-    return signer.sign(OFFER_PREFIX, claims)
 
 
 def plan_offers(catalog: Catalog, inputs: OfferInputs, signer: TokenSigner) -> OfferPlan:
@@ -230,9 +197,15 @@ def planned_offer(
     terms = None if change is None else quote_terms(change, account.period, inputs.billed)
     claims = None
     if change is not None and terms is not None:
-        fixed = _fixed_claims(
-            account, candidate, target, signal_ids, terms.currency, change.catalog_version
-        )
+        fixed = {
+            "acc": account.id,
+            "eng": candidate.engine.value,
+            "tgt": target,
+            "cur": terms.currency,
+            "cv": change.catalog_version,
+            "av": account.version,
+            "sig": signal_ids,
+        }
         claims = signer.template(OFFER_PREFIX, fixed, VARYING_CLAIMS)
     days = signals.days_since_activation
     impression = {
@@ -261,15 +234,9 @@ def planned_offer(
     )
 
 
-def price_offers(
-    catalog: Catalog,
-    plan: OfferPlan,
-    now: datetime,
-    signer: TokenSigner,
-    gateway: BillingGateway | None,
-) -> AccountOffers:
-    """The planned offers priced at `now` and signed (`gateway` None: the local engine is the
-    price authority)."""
+def price_offers(plan: OfferPlan, now: datetime, gateway: BillingGateway | None) -> AccountOffers:
+    """The planned offers priced at `now` and signed with the plan's token templates (`gateway`
+    None: the local engine is the price authority)."""
     account = plan.account
     offers: list[PricedOffer] = []
     for planned in plan.offers:
@@ -289,11 +256,7 @@ def price_offers(
         if quote is not None:
             expires_at = min(expires_at, quote.period.end)
         oid = offer_id(planned.id_material, pinned)
-        token = (
-            sign_offer(signer, account, oid, planned, quote, expires_at)
-            if quote is not None
-            else None
-        )
+        token = None if quote is None else sign_offer(planned, oid, quote, expires_at)
         offers.append(PricedOffer(oid, candidate, quote, planned.score, expires_at, token))
     return AccountOffers(account.id, plan.in_window, tuple(offers))
 

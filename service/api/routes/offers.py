@@ -110,7 +110,7 @@ def _read_plan(
 def _priced(app_state: Any, plan: OfferPlan, now: datetime) -> AccountOffers:
     with app_state.session_factory() as session:
         gateway = app_state.billing_gateways(session)
-        return price_offers(app_state.catalog, plan, now, app_state.token_signer, gateway)
+        return price_offers(plan, now, gateway)
 
 
 def _offers_body(app_state: Any, plan: OfferPlan, offers: AccountOffers, now: datetime) -> bytes:
