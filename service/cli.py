@@ -83,16 +83,17 @@ def keys_create(scopes: str, name: str) -> None:
     """Create a key and print it once; only its hash is stored."""
     from service.adapters.db import make_engine, make_session_factory, transaction
     from service.domain.errors import DomainError
-    from service.ports import SystemClock
+    from service.ports import clock_at
     from service.services.api_keys import create_key, parse_scopes
 
     try:
         parsed = parse_scopes(scopes.split(","))
     except DomainError as exc:
         raise click.BadParameter(exc.detail, param_hint="--scopes") from None
-    engine = make_engine(Settings().database_url)
+    settings = Settings()
+    engine = make_engine(settings.database_url)
     with transaction(make_session_factory(engine)) as session:
-        raw_key = create_key(session, SystemClock(), name, parsed)
+        raw_key = create_key(session, clock_at(settings.now), name, parsed)
     engine.dispose()
     click.echo(raw_key)
 

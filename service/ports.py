@@ -25,6 +25,21 @@ class SystemClock:
 
 
 @dataclass(frozen=True, slots=True)
+class FixedClock:
+    """A clock stopped at one instant: `UPSHIFT_NOW` (tests, replays of a past day)."""
+
+    instant: datetime
+
+    def now(self) -> datetime:
+        return self.instant
+
+
+def clock_at(now: datetime | None) -> Clock:
+    """The service's clock: stopped at `now` when it is set (`Settings.now`), else the system's."""
+    return SystemClock() if now is None else FixedClock(now)
+
+
+@dataclass(frozen=True, slots=True)
 class BillingAccount:
     """What a billing provider needs to know about an account to change its subscription."""
 

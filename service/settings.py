@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,6 +46,11 @@ class Settings(BaseSettings):
         "throughput",
     )
     seed_demo: bool = Field(default=False, description="Create the demo account and print a key")
+    now: AwareDatetime | None = Field(
+        default=None,
+        description="Stop the service's clock at this instant (ISO 8601 with an offset, e.g. "
+        "2026-11-10T12:00:00Z): for tests and replays of a past day. Unset: the system clock",
+    )
     log_level: str = "INFO"
     signal_webhook_urls: list[str] = Field(
         default_factory=list,
@@ -61,6 +67,11 @@ class Settings(BaseSettings):
     signal_delivery_poll_s: float = Field(
         default=2.0, gt=0, description="How often the in-app worker looks at the outbox"
     )
+
+    @field_validator("now")
+    @classmethod
+    def _now_in_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else value.astimezone(UTC)
 
     @property
     def is_sqlite(self) -> bool:

@@ -37,7 +37,7 @@ from service.api.routes import (
     usage,
     webhooks,
 )
-from service.ports import Clock, SystemClock
+from service.ports import Clock, clock_at
 from service.services.billing import GatewayFactory
 from service.services.impressions import ImpressionBuffer
 from service.services.offer_cache import OfferPlanCache
@@ -126,7 +126,7 @@ def create_app(
     app.state.catalog = active_catalog
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
-    app.state.clock = clock or SystemClock()
+    app.state.clock = clock or clock_at(settings.now)
     assert settings.token_secret is not None
     app.state.token_signer = TokenSigner(settings.token_secret.get_secret_value())
     app.state.declining_accounts = set(settings.local_decline_accounts)

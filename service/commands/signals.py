@@ -25,7 +25,7 @@ def sweep(batch_size: int | None) -> None:
     from service.adapters.catalog_loader import load_catalog
     from service.adapters.db import make_engine, make_session_factory
     from service.domain.catalog import CatalogError
-    from service.ports import SystemClock
+    from service.ports import clock_at
     from service.services.signals import SWEEP_PAGE, SweepPage, account_count
     from service.services.signals import sweep as run_sweep
 
@@ -47,7 +47,7 @@ def sweep(batch_size: int | None) -> None:
             report = run_sweep(
                 factory,
                 catalog,
-                SystemClock().now(),
+                clock_at(settings.now).now(),
                 batch_size=batch_size or SWEEP_PAGE,
                 on_page=advance,
             )
@@ -65,7 +65,7 @@ def deliver(once: bool) -> None:
     import httpx
 
     from service.adapters.db import make_engine, make_session_factory
-    from service.ports import SystemClock
+    from service.ports import clock_at
     from service.services.outbox import DeliveryConfig, deliver_due
 
     settings = Settings()
@@ -77,7 +77,7 @@ def deliver(once: bool) -> None:
         raise click.UsageError("set UPSHIFT_SIGNAL_WEBHOOK_URLS (a JSON list of URLs)")
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
-    clock = SystemClock()
+    clock = clock_at(settings.now)
     try:
         with httpx.Client() as client:
             while True:

@@ -23,7 +23,7 @@ def process(limit: int) -> None:
     from service.adapters.db import make_engine, make_session_factory
     from service.adapters.stripe_api import StripeNotConfigured, connect_stripe
     from service.domain.catalog import CatalogError
-    from service.ports import SystemClock
+    from service.ports import clock_at
     from service.services.webhooks import process_unhandled
 
     settings = Settings()
@@ -36,7 +36,7 @@ def process(limit: int) -> None:
     engine = make_engine(settings.database_url)
     try:
         report = process_unhandled(
-            make_session_factory(engine), billing, catalog, SystemClock(), limit=limit
+            make_session_factory(engine), billing, catalog, clock_at(settings.now), limit=limit
         )
     finally:
         engine.dispose()

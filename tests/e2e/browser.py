@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,20 @@ CHROMIUM_FLAGS = [
 TIMEOUT_MS = 10_000
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 375, "height": 812}
+
+
+def browser_env() -> dict[str, str]:
+    """Chromium's environment: ours, less libfaketime's.
+
+    .ci/run also runs the suite under Debian's faketime to prove it holds on any date; Chromium
+    loads no page with libfaketime preloaded. The browser is only the customer's screen: the
+    service it talks to, where every date is decided, still runs on the faked clock.
+    """
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name != "LD_PRELOAD" and not name.startswith("FAKETIME")
+    }
 
 
 def browser_missing() -> str | None:

@@ -17,7 +17,15 @@ from sqlalchemy import Engine
 from service.api.app import create_app
 from service.services.demo import seed_demo
 from service.settings import Settings
-from tests.e2e.browser import CHROMIUM, CHROMIUM_FLAGS, DESKTOP, PHONE, browser_missing, new_page
+from tests.e2e.browser import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    DESKTOP,
+    PHONE,
+    browser_env,
+    browser_missing,
+    new_page,
+)
 from tests.fakes.clock import FakeClock
 from tests.live_server import live_server
 
@@ -31,7 +39,7 @@ def browser() -> Iterator[Any]:
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, timeout=30_000
+            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, env=browser_env(), timeout=30_000
         )
         yield launched
         launched.close()

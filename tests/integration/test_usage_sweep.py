@@ -156,12 +156,15 @@ def test_accounts_on_a_retired_tier_do_not_stop_the_sweep(
 def test_sweep_command_shows_progress_and_is_idempotent(
     db: Engine,
     database_url: str,
+    clock: FakeClock,
     seven_accounts: None,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("UPSHIFT_DATABASE_URL", database_url)
     monkeypatch.setenv("UPSHIFT_CATALOG_PATH", str(stricter_catalog(tmp_path)))
+    # The command runs at the usage's own moment, whatever the machine's date.
+    monkeypatch.setenv("UPSHIFT_NOW", clock.now().isoformat())
     runner = CliRunner()
     first = runner.invoke(main, ["signals", "sweep", "--batch-size", "2"])
     assert first.exit_code == 0, first.output
