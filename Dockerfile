@@ -1,4 +1,6 @@
 # Upshift service image: migrations at start, then uvicorn; health-checked on /healthz.
+# Production: UPSHIFT_DATABASE_URL (PostgreSQL), UPSHIFT_TOKEN_SECRET (the same in every replica)
+# and UPSHIFT_WORKERS (worker processes per container; more than 1 needs PostgreSQL).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -20,4 +22,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"
 
-CMD ["sh", "-c", "upshift migrate && exec uvicorn --factory service.api.app:create_app --host 0.0.0.0 --port 8000 --proxy-headers"]
+CMD ["sh", "-c", "upshift migrate && exec upshift serve --host 0.0.0.0 --port 8000"]

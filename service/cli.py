@@ -36,8 +36,18 @@ def migrate() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--demo/--no-demo", default=None, help="Seed the demo account and print a key")
-def serve(host: str, port: int, demo: bool | None) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    envvar="UPSHIFT_WORKERS",
+    type=click.IntRange(1, 256),
+    help="Worker processes (PostgreSQL only; env UPSHIFT_WORKERS)",
+)
+def serve(host: str, port: int, demo: bool | None, workers: int) -> None:
     """Run the service with uvicorn; migrates the embedded SQLite database first."""
+    import os
+
     import uvicorn
 
     from service.adapters.db import make_engine
@@ -45,13 +55,22 @@ def serve(host: str, port: int, demo: bool | None) -> None:
     from service.adapters.stripe_api import StripeNotConfigured
     from service.api.app import create_app
     from service.domain.catalog import CatalogError
+    from service.settings import ServiceMisconfigured
 
     settings = Settings()
     if demo is not None:
         settings = settings.model_copy(update={"seed_demo": demo})
+    if workers > 1 and settings.is_sqlite:
+        # Offer caches stay coherent through PostgreSQL's notifications; SQLite has none.
+        click.echo(
+            "--workers above 1 needs PostgreSQL (UPSHIFT_DATABASE_URL=postgresql+psycopg://…): "
+            "the embedded SQLite database serves one process",
+            err=True,
+        )
+        sys.exit(2)
     try:
-        app = create_app(settings)
-    except (CatalogError, StripeNotConfigured) as exc:
+        app = create_app(settings)  # also checks the catalog, Stripe and token settings
+    except (CatalogError, StripeNotConfigured, ServiceMisconfigured) as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
     if settings.is_sqlite:
@@ -68,7 +87,21 @@ def serve(host: str, port: int, demo: bool | None) -> None:
         f"Upshift on http://{host}:{port}  (try /v1/catalog, /readyz)"
         + (f"\ndemo: http://{host}:{port}/demo" if settings.seed_demo else "")
     )
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    log_level = settings.log_level.lower()
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        return
+    # Each worker builds its own app from the same environment (the same token secret).
+    app.state.engine.dispose()
+    os.environ["UPSHIFT_SEED_DEMO"] = "true" if settings.seed_demo else "false"
+    uvicorn.run(
+        "service.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
 
 
 @main.group()

@@ -10,6 +10,10 @@ from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class ServiceMisconfigured(ValueError):
+    """The settings cannot run the service as asked; the message says what to set."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="UPSHIFT_", extra="ignore")
 
@@ -26,7 +30,8 @@ class Settings(BaseSettings):
     )
     token_secret: SecretStr | None = Field(
         default=None,
-        description="Signs offer and session tokens; a random one per process when unset",
+        description="Signs offer and session tokens; required outside the embedded SQLite "
+        "default (replicas must share it); a random one per process there when unset",
     )
     local_decline_accounts: list[str] = Field(
         default_factory=list,

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.adapters.change_feed import notify_changes_on_commit
+
 
 def migrations_dir() -> Path:
     """The Alembic scripts: beside the package in a checkout, else in the working directory."""
@@ -48,7 +50,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    """Sessions whose commits tell every process which accounts they changed (change_feed)."""
+    factory = sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    notify_changes_on_commit(factory)
+    return factory
 
 
 @contextmanager

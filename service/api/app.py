@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from service.adapters.billing_local import LocalBillingGateway
 from service.adapters.billing_stripe import StripeBillingGateway
 from service.adapters.catalog_loader import load_catalog
+from service.adapters.change_feed import ChangeListener, listen_dsn
 from service.adapters.db import make_engine, make_session_factory
 from service.adapters.stripe_api import StripeBilling, StripeNotConfigured, connect_stripe
 from service.api.collector import freeze_survivors, tend_collector
@@ -43,7 +44,7 @@ from service.services.impressions import ImpressionBuffer
 from service.services.offer_cache import OfferPlanCache
 from service.services.outbox import start_delivery_worker
 from service.services.tokens import TokenSigner
-from service.settings import Settings
+from service.settings import ServiceMisconfigured, Settings
 
 log = logging.getLogger("upshift")
 
@@ -81,6 +82,13 @@ def create_app(
         connect_stripe(settings, active_catalog) if settings.billing_backend == "stripe" else None
     )
     if settings.token_secret is None:
+        if not settings.is_sqlite:
+            # Replicas share a database: a token signed by one must verify on the next.
+            raise ServiceMisconfigured(
+                "UPSHIFT_TOKEN_SECRET is unset: every replica must sign offer and session tokens "
+                "with the same secret; set it (e.g. `python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`)"
+            )
         log.warning("UPSHIFT_TOKEN_SECRET is unset: tokens are signed with a per-process secret")
         settings = settings.model_copy(
             update={"token_secret": SecretStr(secrets.token_urlsafe(32))}
@@ -95,6 +103,12 @@ def create_app(
             _app.state.session_factory, settings, _app.state.clock
         )
         # -- end signal delivery --
+        # -- offer caches of other replicas: dropped by the changes they commit (PostgreSQL) --
+        changes = None
+        if engine.dialect.name == "postgresql":
+            cache = _app.state.offer_cache
+            changes = ChangeListener(listen_dsn(engine), cache.invalidate, cache.clear).start()
+        _app.state.change_listener = changes
         _app.state.impressions.start()
         # Everything loaded at start-up lives as long as the process, and cached offer plans
         # for minutes: out of the collector's sight, full collections stay short (p99 stalls).
@@ -107,6 +121,8 @@ def create_app(
         _app.state.impressions.stop()
         if signal_worker is not None:
             signal_worker.stop()
+        if changes is not None:
+            changes.stop()
         if owns_engine:
             engine.dispose()
 

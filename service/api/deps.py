@@ -36,13 +36,16 @@ class Forbidden(DomainError):
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request, committed when the endpoint returns, rolled back on error.
 
-    After the commit, accounts the transaction changed are dropped from the offer cache.
+    After the commit, accounts the transaction changed are dropped from the offer cache; also
+    after a rollback, where a refusal found the cached offers stale (a 409 state_changed).
     """
     factory = request.app.state.session_factory
     with factory() as session:
-        with session.begin():
-            yield session
-        request.app.state.offer_cache.invalidate(changed_accounts(session))
+        try:
+            with session.begin():
+                yield session
+        finally:
+            request.app.state.offer_cache.invalidate(changed_accounts(session))
 
 
 # The small dependencies are async: a sync one would cost a thread-pool hop per request.

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
+from service.adapters.change_feed import changed_accounts, mark_changed
 from service.adapters.orm import AccountRow
 from service.domain.accounts import AccountStatus, Plan
 from service.domain.catalog import Interval
 from service.domain.periods import Period
 from service.ports import BillingAccount
 
-CHANGED_ACCOUNTS = "upshift.changed_accounts"
+# What a transaction changed, for the offer caches of every process (see adapters.change_feed).
+__all__ = ["AccountState", "changed_accounts", "mark_changed", "state_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +54,3 @@ def state_of(row: AccountRow) -> AccountState:
         customer_id=row.billing_customer_id,
         subscription_id=row.billing_subscription_id,
     )
-
-
-def mark_changed(session: Session, account_id: str) -> None:
-    """Note that this transaction changed what offers the account gets; once it commits, the
-    request plumbing drops the account from the offer cache."""
-    session.info.setdefault(CHANGED_ACCOUNTS, set()).add(account_id)
-
-
-def changed_accounts(session: Session) -> set[str]:
-    return session.info.pop(CHANGED_ACCOUNTS, set())

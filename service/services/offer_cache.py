@@ -1,14 +1,21 @@
 """An in-process cache of each account's offer plan (its inputs, ranked and prepared), dropped
-on every change this process makes.
+on every change any process commits.
 
 The offer endpoint is called on every page load, so it must not pay a database round trip per
-call. Entries live `ttl_s` seconds at most, which bounds what another process's change can leave
-unseen; an offer priced from a stale entry is still safe, because the upgrade endpoint re-reads
-and re-quotes everything under a row lock and refuses with 409 if anything moved.
+call. This process's own changes drop entries after their commit; on PostgreSQL every other
+process's changes arrive through adapters.change_feed within milliseconds, and a lost listener
+connection drops everything. Entries also live `ttl_s` seconds at most. An offer priced from a
+stale entry is still safe: the upgrade endpoint re-reads and re-quotes everything under a row
+lock and refuses with 409 if anything moved (and drops the entry).
+
+A miss reads the database while changes may commit: `put` keeps a plan only if its account was
+not dropped since the read began (`generation` taken before it), so a plan read just before a
+change cannot outlive the change's notification.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -32,6 +39,17 @@ class OfferPlanCache(Generic[PlanT]):
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, PlanT]] = {}
+        # Drops are numbered: the number of the last drop of each account recently dropped, and
+        # of the last drop of everything (older per-account numbers are forgotten then).
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._dropped: dict[str, int] = {}
+        self._dropped_all = 0
+
+    @property
+    def generation(self) -> int:
+        """Take it before reading an account's plan; give it to `put` with the plan."""
+        return self._generation
 
     def get(self, account_id: str, now: datetime) -> PlanT | None:
         entry = self._entries.get(account_id)
@@ -44,16 +62,33 @@ class OfferPlanCache(Generic[PlanT]):
             return None
         return plan
 
-    def put(self, account_id: str, plan: PlanT) -> None:
+    def put(self, account_id: str, plan: PlanT, read_since: int) -> None:
+        """Keep `plan`, read from the database after `generation` was `read_since`, unless its
+        account was dropped since (the plan may predate that change)."""
         if self.ttl_s <= 0:
             return
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()  # crude but bounded: a full cache refills from the database
-        self._entries[account_id] = (time.monotonic(), plan)
+        with self._lock:
+            if max(self._dropped_all, self._dropped.get(account_id, 0)) > read_since:
+                return
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()  # crude but bounded: a full cache refills from the database
+            self._entries[account_id] = (time.monotonic(), plan)
 
     def invalidate(self, account_ids: Iterable[str]) -> None:
-        for account_id in account_ids:
-            self._entries.pop(account_id, None)
+        with self._lock:
+            self._generation += 1
+            for account_id in account_ids:
+                self._entries.pop(account_id, None)
+                self._dropped[account_id] = self._generation
+            if len(self._dropped) > self.max_entries:
+                self._forget_all()
 
     def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._forget_all()
+
+    def _forget_all(self) -> None:
         self._entries.clear()
+        self._dropped.clear()
+        self._dropped_all = self._generation

@@ -202,6 +202,10 @@ def _requote(
             )
         return quote, None
     offer = read_offer(signer, request.offer_token, account.id, now)
+    if offer.catalog_version != catalog.version or offer.account_version != account.version:
+        # The offer came from a stale cached plan: drop it, so "fetch the offers again" gets
+        # fresh ones even from a process that missed the change.
+        mark_changed(session, account.id)
     if offer.catalog_version != catalog.version:
         raise QuoteChanged("prices changed since the offer was made; fetch the offers again")
     if offer.account_version != account.version:

@@ -31,6 +31,7 @@ from service.domain.errors import DomainError
 from service.domain.ledger import PlanSnapshot, Source
 from service.domain.periods import Period
 from service.ports import Clock
+from service.services.account_state import mark_changed
 from service.services.accounts import account_mrr, plan_of, plan_snapshot
 from service.services.ledger import ledger_balances, record_movement
 
@@ -290,6 +291,7 @@ def sync_account(
     account.billing_subscription_id = remote.id
     account.updated_at = now
     session.flush()
+    mark_changed(session, account.id)
     _settle_scheduled(session, account.id, plan)
     _record(session, catalog, account, before, idempotency_key, happened_at, now, invoice_id)
     return True

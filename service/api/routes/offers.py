@@ -147,8 +147,9 @@ async def get_upgrade_offers(
     now = state.clock.now()
     page = state.offer_cache.get(account_id, now)
     if page is None:
+        read_since = state.offer_cache.generation
         page = await run_in_threadpool(_load_page, state, account_id, now)
-        state.offer_cache.put(account_id, page)
+        state.offer_cache.put(account_id, page, read_since)
     if state.settings.billing_backend == "local":
         # The local engine is the price authority: no provider preview, no transaction.
         body = _local_offers_body(state, page, now)
