@@ -27,6 +27,13 @@ class RequestMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        self.problems = Counter(
+            "upshift_problems",
+            "Refusals (problem+json) by stable code: quote_changed counts offers whose amount "
+            "the billing provider did not confirm",
+            ["code"],
+            registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -98,6 +98,7 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
+    request.app.state.metrics.problems.labels(exc.code).inc()
     headers = None
     if isinstance(exc, BillingUnavailable):
         headers = {"Retry-After": str(exc.retry_after_s)}

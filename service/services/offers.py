@@ -21,12 +21,10 @@ from service.domain.quote_terms import QuoteAt, QuoteTerms, proration_moment, qu
 from service.domain.quotes import PreparedChange, Quote, plan_mrr
 from service.domain.thresholds import SignalSummary
 from service.domain.usage import FeatureUsage
-from service.ports import BillingGateway
 from service.services.account_state import AccountState, state_of
 from service.services.billing import billed_lines
 from service.services.impressions import Impression, ImpressionStatic
 from service.services.quotes import (
-    authoritative_quote,
     pinned_proration_date,
     prepare_for_account,
     price_for_account,
@@ -234,9 +232,10 @@ def planned_offer(
     )
 
 
-def price_offers(plan: OfferPlan, now: datetime, gateway: BillingGateway | None) -> AccountOffers:
-    """The planned offers priced at `now` and signed with the plan's token templates (`gateway`
-    None: the local engine is the price authority)."""
+def price_offers(plan: OfferPlan, now: datetime) -> AccountOffers:
+    """The planned offers priced at `now` by the local engine (the general path: `show_offers`
+    gives the same offers in a few integer operations each) and signed with the plan's token
+    templates."""
     account = plan.account
     offers: list[PricedOffer] = []
     for planned in plan.offers:
@@ -244,11 +243,7 @@ def price_offers(plan: OfferPlan, now: datetime, gateway: BillingGateway | None)
         quote: Quote | None = None
         if planned.change is not None:
             try:
-                quote = authoritative_quote(
-                    gateway,
-                    account,
-                    price_for_account(planned.change, account, plan.billed, now),
-                )
+                quote = price_for_account(planned.change, account, plan.billed, now)
             except DomainError:
                 continue  # not sellable right now (period over): never show it
         pinned = quote.proration_date if quote else now.replace(microsecond=0)

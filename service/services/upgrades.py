@@ -216,6 +216,16 @@ def _requote(
         quote_for_account(catalog, account, billed, offer.target, now, offer.proration_date),
     )
     if quote.amount_due.minor != offer.amount_due:
+        # The offer was priced by the local engine; the billing provider's preview is the
+        # authority at confirm (Stripe: discounts, tax, credit balance). Counted in /metrics as
+        # upshift_problems{code="quote_changed"}.
+        log.warning(
+            "quote for %s differs at confirm: offered %d, %s says %d",
+            account.id,
+            offer.amount_due,
+            gateway.name,
+            quote.amount_due.minor,
+        )
         raise QuoteChanged(
             f"the amount due is now {quote.amount_due.minor}, not {offer.amount_due}; "
             "fetch the offers again"

@@ -232,7 +232,7 @@ def test_the_page_load_body_is_the_general_rendering(
     state = app.state
     now = state.clock.now()
     page = state.offer_cache.get("acme", now)
-    general = price_offers(page.plan, now, None)
+    general = price_offers(page.plan, now)
     assert first.content == second.content == dump_json(offers_payload(general))
     assert sorted(offer["engine"] for offer in first.json()["offers"]) == sorted(engines)
 

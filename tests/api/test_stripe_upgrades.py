@@ -105,8 +105,10 @@ def test_offer_token_upgrade(
 ) -> None:
     report_active_seats(stripe_http, admin_headers, 7)
     offer = seat_offer_token(stripe_http, admin_headers)
-    assert world.fake.requests_for("invoices.create_preview")  # the offer was priced by Stripe
+    # Page loads are priced by the local engine: they never wait on Stripe or spend its limits.
+    assert world.fake.requests_for("invoices.create_preview") == []
     done = upgrade(stripe_http, admin_headers, {"offer_token": offer["offer_token"]})
+    assert world.fake.requests_for("invoices.create_preview")  # confirm asks Stripe's price
     assert done.status_code == 200, done.text
     charged = done.json()["amount_charged"]["amount_minor"]
     assert charged == offer["quote"]["amount_due_now"]["amount_minor"] > 0
@@ -300,3 +302,27 @@ def test_upgrade_flow_against_stripe_test_mode(
         assert invoice.amount_paid == done.json()["amount_charged"]["amount_minor"]
     finally:
         sdk.v1.subscriptions.cancel(sub.id)
+
+
+def test_offers_show_while_stripe_is_down_and_confirm_answers_503_with_retry_after(
+    stripe_http: TestClient,
+    admin_headers: dict[str, str],
+    acme: dict,
+    world: StripeWorld,
+    db: Engine,
+) -> None:
+    report_active_seats(stripe_http, admin_headers, 7)
+    sent_before = len(world.fake.requests)
+    for operation in ("invoices.create_preview", "subscriptions.retrieve"):
+        world.fake.fail_next(operation, "503_before_apply", times=20)
+    offers = stripe_http.get("/v1/accounts/acme/upgrade-offers", headers=admin_headers)
+    assert offers.status_code == 200, offers.text
+    [seat] = [o for o in offers.json()["offers"] if o["engine"] == "seat"]
+    assert seat["quote"]["amount_due_now"]["amount_minor"] > 0
+    assert len(world.fake.requests) == sent_before  # the page load sent Stripe nothing
+    refused = upgrade(stripe_http, admin_headers, {"offer_token": seat["offer_token"]})
+    assert refused.status_code == 503, refused.text
+    assert int(refused.headers["Retry-After"]) > 0
+    assert len(ledger_rows(db, "acme")) == 1  # nothing booked
+    metrics = stripe_http.get("/metrics").text
+    assert 'upshift_problems_total{code="billing_unavailable"} 1.0' in metrics

@@ -66,7 +66,7 @@ SELF_SERVE = sorted(key for key, tier in BUNDLED.tiers.items() if tier.self_serv
 
 def assert_same_page(catalog: Catalog, plan: OfferPlan, now: datetime) -> None:
     try:
-        general = price_offers(plan, now, None)
+        general = price_offers(plan, now)
     except ValueError as refused:  # a line billed after `now`: the general path fails, so must this
         event("refused")
         with pytest.raises(type(refused)):

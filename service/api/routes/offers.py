@@ -31,8 +31,6 @@ from service.api.offer_schemas import (
     QuoteOut,
     SessionTokenIn,
     SessionTokenOut,
-    dump_json,
-    offers_payload,
     quote_out,
 )
 from service.api.problems import problem_responses
@@ -42,12 +40,9 @@ from service.services.account_state import state_of
 from service.services.accounts import get_account
 from service.services.billing import billed_lines
 from service.services.offers import (
-    AccountOffers,
     OfferPlan,
-    impression_rows,
     load_offer_inputs,
     plan_offers,
-    price_offers,
     show_offers,
     shown_impressions,
 )
@@ -107,21 +102,15 @@ def _read_plan(
     return plan_offers(app_state.catalog, inputs, app_state.token_signer)
 
 
-def _priced(app_state: Any, plan: OfferPlan, now: datetime) -> AccountOffers:
-    with app_state.session_factory() as session:
-        gateway = app_state.billing_gateways(session)
-        return price_offers(plan, now, gateway)
+def _offers_body(app_state: Any, page: OffersPage, now: datetime) -> bytes:
+    """The response body, from the page rendered with the cached plan; every offer in it is
+    recorded as an impression.
 
-
-def _offers_body(app_state: Any, plan: OfferPlan, offers: AccountOffers, now: datetime) -> bytes:
-    """The response body; every offer in it is recorded as an impression."""
-    app_state.impressions.add(impression_rows(plan, offers, now))
-    return dump_json(offers_payload(offers))
-
-
-def _local_offers_body(app_state: Any, page: OffersPage, now: datetime) -> bytes:
-    """`_offers_body` when the local engine is the price authority: the same bytes, from the
-    page rendered with the cached plan."""
+    Offers are priced by the local engine, which follows Stripe's proration rules to the minor
+    unit, in Stripe mode too: a page load never waits on Stripe nor spends its rate limit
+    (25 requests/s per endpoint), and an outage of Stripe's hides no offer. Stripe's own
+    preview is asked at confirm, where the upgrade re-quotes under the account's row lock: a
+    difference is a 409 quote_changed with the new amount, never a different charge."""
     shown = show_offers(page.plan, now)
     app_state.impressions.add(shown_impressions(page.plan, shown, now))
     return render(page, shown)
@@ -136,9 +125,10 @@ _HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-stor
     responses=problem_responses(401, 403, 404, 409, 422, 503),
     description="Ranked offers (seat expansion, tier upsell, add-on, sales-assisted) with the "
     "reasons behind them, the exact quote and a signed offer token; an empty list when there is "
-    "nothing to offer. Every offer returned is recorded as an impression. Offers are priced from "
-    "account state cached in-process for a few seconds at most; the upgrade endpoint re-checks "
-    "everything, so a stale offer is refused (409), never charged.",
+    "nothing to offer. Every offer returned is recorded as an impression. Offers are priced by "
+    "the local Stripe-exact engine from account state cached in-process (dropped by any "
+    "replica's change); the upgrade endpoint re-checks everything with the billing provider, so "
+    "a stale offer is refused (409), never charged.",
 )
 async def get_upgrade_offers(
     account_id: AccountIdPath, request: Request, _: AccountAccessDep
@@ -150,12 +140,7 @@ async def get_upgrade_offers(
         read_since = state.offer_cache.generation
         page = await run_in_threadpool(_load_page, state, account_id, now)
         state.offer_cache.put(account_id, page, read_since)
-    if state.settings.billing_backend == "local":
-        # The local engine is the price authority: no provider preview, no transaction.
-        body = _local_offers_body(state, page, now)
-    else:  # Stripe previews every quote over the network: off the event loop
-        offers = await run_in_threadpool(_priced, state, page.plan, now)
-        body = _offers_body(state, page.plan, offers, now)
+    body = _offers_body(state, page, now)
     return Response(body, headers={name.decode(): value.decode() for name, value in _HEADERS})
 
 
@@ -172,8 +157,8 @@ class OffersHotPath:
     FastAPI's per-request machinery (middleware, routing, dependency solving, request and
     response objects) cost more than pricing the offers. This pure ASGI middleware answers
     exactly that case, with the same checks (`deps.session_claims`), pricing and body as
-    `get_upgrade_offers`; anything else (another credential, a miss, an error, Stripe billing)
-    goes on to the FastAPI route, which produces every error. Counted in /metrics as the route.
+    `get_upgrade_offers`; anything else (another credential, a miss, an error) goes on to the
+    FastAPI route, which produces every error. Counted in /metrics as the route.
     """
 
     def __init__(self, app: ASGIApp, state: Any) -> None:
@@ -207,7 +192,7 @@ class OffersHotPath:
     def _answer(self, account_id: str, scope: Scope) -> bytes | None:
         """The body for a session token and a cached plan; None: the full route answers."""
         state = self.state
-        if state.settings.billing_backend != "local" or not _ACCOUNT_ID.fullmatch(account_id):
+        if not _ACCOUNT_ID.fullmatch(account_id):
             return None
         authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
         scheme, _, token = authorization.decode("latin-1").partition(" ")
@@ -222,7 +207,7 @@ class OffersHotPath:
         page = state.offer_cache.get(account_id, now)
         if page is None:
             return None
-        return _local_offers_body(state, page, now)
+        return _offers_body(state, page, now)
 
 
 @router.post(
