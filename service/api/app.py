@@ -28,6 +28,7 @@ from service.api.problems import install_problem_handlers
 from service.api.routes import (
     accounts,
     catalog,
+    entitlements,
     health,
     ledger,
     offers,
@@ -38,10 +39,11 @@ from service.api.routes import (
     usage,
     webhooks,
 )
+from service.domain.entitlements import Entitlements
 from service.ports import Clock, clock_at
 from service.services.billing import GatewayFactory
 from service.services.impressions import ImpressionBuffer
-from service.services.offer_cache import OfferPlanCache
+from service.services.offer_cache import AccountCaches, OfferPlanCache
 from service.services.outbox import start_delivery_worker
 from service.services.tokens import TokenSigner
 from service.settings import ServiceMisconfigured, Settings
@@ -106,8 +108,8 @@ def create_app(
         # -- offer caches of other replicas: dropped by the changes they commit (PostgreSQL) --
         changes = None
         if engine.dialect.name == "postgresql":
-            cache = _app.state.offer_cache
-            changes = ChangeListener(listen_dsn(engine), cache.invalidate, cache.clear).start()
+            caches = _app.state.account_caches
+            changes = ChangeListener(listen_dsn(engine), caches.invalidate, caches.clear).start()
         _app.state.change_listener = changes
         _app.state.impressions.start()
         # Everything loaded at start-up lives as long as the process, and cached offer plans
@@ -151,6 +153,8 @@ def create_app(
         settings, app.state.declining_accounts, stripe_billing
     )
     app.state.offer_cache = OfferPlanCache[OffersPage](settings.offers_cache_ttl_s)
+    app.state.entitlement_cache = OfferPlanCache[Entitlements](settings.offers_cache_ttl_s)
+    app.state.account_caches = AccountCaches(app.state.offer_cache, app.state.entitlement_cache)
     app.state.impressions = ImpressionBuffer(app.state.session_factory)
     app.state.metrics = RequestMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
@@ -164,6 +168,7 @@ def create_app(
         usage,
         signals,
         offers,
+        entitlements,
         upgrades,
         webhooks,
         ledger,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -45,7 +45,7 @@ def get_session(request: Request) -> Iterator[Session]:
             with session.begin():
                 yield session
         finally:
-            request.app.state.offer_cache.invalidate(changed_accounts(session))
+            request.app.state.account_caches.invalidate(changed_accounts(session))
 
 
 # The small dependencies are async: a sync one would cost a thread-pool hop per request.
@@ -128,22 +128,29 @@ def get_principal_in_transaction(credentials: BearerDep, session: SessionDep) ->
     return _key_principal(session, _bearer_token(credentials))
 
 
-async def account_principal(
-    account_id: AccountIdPath, request: Request, credentials: BearerDep
-) -> Principal:
-    """An admin key, or a session token bound to exactly this account.
+def account_reader(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    """A server key with `scope` (or admin), or a session token bound to exactly this account.
 
     A session token presented for another account gets the same 404 as an unknown account, so
     a browser holding one token learns nothing about any other account.
     """
-    raw = _bearer_token(credentials)
-    if not raw.startswith(SESSION_PREFIX):
-        principal = await run_in_threadpool(_server_key, request, raw)
-        if not principal.allows(Scope.admin):
-            raise Forbidden("this key lacks the 'admin' scope", code="insufficient_scope")
-        return principal
-    # Read from app state, not through Depends: this runs on every offer page load.
-    return session_principal(request.app.state, raw, account_id)
+
+    async def principal(
+        account_id: AccountIdPath, request: Request, credentials: BearerDep
+    ) -> Principal:
+        raw = _bearer_token(credentials)
+        if not raw.startswith(SESSION_PREFIX):
+            found = await run_in_threadpool(_server_key, request, raw)
+            if not found.allows(scope):
+                raise Forbidden(f"this key lacks the '{scope}' scope", code="insufficient_scope")
+            return found
+        # Read from app state, not through Depends: this runs on every offer page load.
+        return session_principal(request.app.state, raw, account_id)
+
+    return principal
+
+
+account_principal = account_reader(Scope.admin)
 
 
 def session_principal(state: Any, raw: str, account_id: str) -> Principal:
@@ -183,6 +190,8 @@ AdminDep = Annotated[Principal, Depends(require_scope(Scope.admin))]
 IngestDep = Annotated[Principal, Depends(require_scope(Scope.ingest, get_principal_in_transaction))]
 FinanceDep = Annotated[Principal, Depends(require_scope(Scope.finance))]
 AccountAccessDep = Annotated[Principal, Depends(account_principal)]
+# The product's backend (ingest key) gates features too, as does its frontend (session token).
+EntitlementAccessDep = Annotated[Principal, Depends(account_reader(Scope.ingest))]
 
 
 def renew_first(state: Any, account_id: str, now: datetime) -> None:
@@ -190,4 +199,4 @@ def renew_first(state: Any, account_id: str, now: datetime) -> None:
     changed = renew_if_due(
         state.session_factory, state.catalog, state.billing_gateways, account_id, now
     )
-    state.offer_cache.invalidate(changed)
+    state.account_caches.invalidate(changed)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 
 class PeriodBound(Protocol):
@@ -92,3 +92,20 @@ class OfferPlanCache(Generic[PlanT]):
         self._entries.clear()
         self._dropped.clear()
         self._dropped_all = self._generation
+
+
+class AccountCaches:
+    """Every per-account cache of the process (offer plans, entitlements), dropped together: a
+    change to an account changes what each of them holds."""
+
+    def __init__(self, *caches: OfferPlanCache[Any]) -> None:
+        self.caches = caches
+
+    def invalidate(self, account_ids: Iterable[str]) -> None:
+        ids = list(account_ids)
+        for cache in self.caches:
+            cache.invalidate(ids)
+
+    def clear(self) -> None:
+        for cache in self.caches:
+            cache.clear()

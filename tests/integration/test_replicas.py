@@ -160,3 +160,23 @@ def test_outside_sqlite_the_service_refuses_to_start_without_a_token_secret() ->
     assert create_app(
         settings.model_copy(update={"token_secret": SecretStr("shared")})
     ).state.token_signer
+
+
+def test_usage_ingested_through_one_replica_moves_the_others_entitlements(
+    replicas: tuple[TestClient, TestClient], admin_headers: dict[str, str]
+) -> None:
+    a, b = replicas
+    a.put("/v1/accounts/acme", json=GROWTH_AT_90_PERCENT, headers=admin_headers)
+
+    def seats_used() -> int:
+        response = b.get("/v1/accounts/acme/entitlements/seats", headers=admin_headers)
+        assert response.status_code == 200, response.text
+        return response.json()["used"]
+
+    assert seats_used() == 0  # B caches the account's entitlements
+    assert a.post("/v1/usage", json={"events": [seat_event(9)]}, headers=admin_headers).is_success
+    wait_until(
+        lambda: b.app.state.entitlement_cache.get("acme", b.app.state.clock.now()) is None,
+        "B dropped the entitlements after A's commit",
+    )
+    assert seats_used() == 9
