@@ -102,9 +102,14 @@ class Server:
 
 @contextlib.contextmanager
 def uvicorn_server(
-    database_url: str, *, app: str | None = None, extra_env: dict[str, str] | None = None
+    database_url: str,
+    *,
+    app: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Server]:
-    """One uvicorn worker on 127.0.0.1 serving the app (or another ASGI app path), stopped after."""
+    """uvicorn on 127.0.0.1 serving the app (or another ASGI app path) with `workers` worker
+    processes (1: one process), stopped after."""
     port = free_port()
     env = {
         **os.environ,
@@ -125,7 +130,7 @@ def uvicorn_server(
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--log-level",
         "warning",
         "--no-access-log",

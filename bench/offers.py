@@ -11,6 +11,14 @@ The measured run is the warm steady state: every account is requested once first
 printed as the cold figure), and the server keeps offer inputs for 600 s instead of the default
 30 s so that entries warmed at the start of a two-minute cold pass have not expired by the time
 the load runs; the cold path is the printed warm-up rate.
+
+Production-shape figures, in the same run and against the same bare route:
+- `cold_ratio`: every request a cache miss (`UPSHIFT_OFFERS_CACHE_TTL_S=0`), 1 worker, ÷ bare;
+- `scale_2w`: 2 uvicorn workers ÷ the 1-worker figure, after the same warm-up pass (a worker
+  that has not seen an account pays its miss, as in real traffic);
+- `stale_ms`: an upgrade through one server, then the time until a second server on the same
+  database stops offering it (polled every 2 ms);
+- `entitlements_p99_ms`: GET entitlements with session tokens at the same concurrency, warm.
 """
 
 from __future__ import annotations
@@ -107,16 +115,44 @@ def _event(account_id: str, feature: str, quantity: int, action: str, stamp: str
     }
 
 
-def tokens(ids: list[str]) -> list[tuple[str, str]]:
+def tokens(ids: list[str], endpoint: str = "upgrade-offers") -> list[tuple[str, str]]:
     signer = TokenSigner(TOKEN_SECRET)
     now = datetime.now(UTC)
     return [
         (
-            f"/v1/accounts/{account_id}/upgrade-offers",
+            f"/v1/accounts/{account_id}/{endpoint}",
             issue_session_token(signer, account_id, now, 3600)[0],
         )
         for account_id in ids
     ]
+
+
+def stale_milliseconds(buyer: str, watcher: str, requests: list[tuple[str, str]]) -> float:
+    """Buy an offer through `buyer`, then time until `watcher` (which had it cached) stops
+    offering the same change."""
+    with httpx.Client(timeout=10) as http:
+        for path, token in requests:
+            headers = {"Authorization": f"Bearer {token}"}
+            offers = http.get(f"{watcher}{path}", headers=headers).json()["offers"]
+            bought = next((o for o in offers if o["offer_token"]), None)
+            if bought is None:
+                continue
+            change = (bought["engine"], bought["target"])
+            done = http.post(
+                f"{buyer}{path.replace('upgrade-offers', 'upgrades')}",
+                json={"offer_token": bought["offer_token"]},
+                headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+            )
+            done.raise_for_status()
+            upgraded = time.perf_counter()
+            deadline = upgraded + 30
+            while time.perf_counter() < deadline:
+                offers = http.get(f"{watcher}{path}", headers=headers).json()["offers"]
+                if all((o["engine"], o["target"]) != change for o in offers):
+                    return (time.perf_counter() - upgraded) * 1000
+                time.sleep(0.002)
+            raise RuntimeError("the second server kept offering a bought change for 30 s")
+    raise RuntimeError("no account had an offer to buy")
 
 
 def run_wrk(base_url: str, requests: list[tuple[str, str]], seconds: int, connections: int) -> dict:
@@ -249,31 +285,48 @@ def main() -> None:
     tool = "wrk" if shutil.which("wrk") else "httpx"
     print(f"load generator: {tool}, {args.connections} connections, {args.seconds} s per run")
 
-    with (
-        fresh_database("postgres") as database_url,
-        uvicorn_server(database_url, extra_env={"UPSHIFT_OFFERS_CACHE_TTL_S": "600"}) as server,
-    ):
-        ids = seed(database_url, server.base_url, args.accounts)
-        requests = tokens(ids)
-        sample = httpx.get(
-            f"{server.base_url}{requests[1][0]}",
-            headers={"Authorization": f"Bearer {requests[1][1]}"},
-        )
-        sample.raise_for_status()
-        offers_count = statistics.mean(
-            len(
-                httpx.get(
-                    f"{server.base_url}{path}", headers={"Authorization": f"Bearer {token}"}
-                ).json()["offers"]
+    warm_env = {"UPSHIFT_OFFERS_CACHE_TTL_S": "600"}
+    with fresh_database("postgres") as database_url:
+        with uvicorn_server(database_url, extra_env=warm_env) as server:
+            ids = seed(database_url, server.base_url, args.accounts)
+            requests = tokens(ids)
+            sample = httpx.get(
+                f"{server.base_url}{requests[1][0]}",
+                headers={"Authorization": f"Bearer {requests[1][1]}"},
             )
-            for path, token in requests[:40]
-        )
-        print(f"seeded {len(ids)} accounts; {offers_count:.1f} offers per account on average")
-        warm_s = asyncio.run(warm_every_account(server.base_url, requests, args.connections))
-        print(
-            f"warm-up: every account once in {warm_s:.1f} s ({len(requests) / warm_s:.0f}/s, cold)"
-        )
-        offers = load(server.base_url, requests, args.seconds, args.connections)
+            sample.raise_for_status()
+            offers_count = statistics.mean(
+                len(
+                    httpx.get(
+                        f"{server.base_url}{path}", headers={"Authorization": f"Bearer {token}"}
+                    ).json()["offers"]
+                )
+                for path, token in requests[:40]
+            )
+            print(f"seeded {len(ids)} accounts; {offers_count:.1f} offers per account on average")
+            warm_s = asyncio.run(warm_every_account(server.base_url, requests, args.connections))
+            print(
+                f"warm-up: every account once in {warm_s:.1f} s "
+                f"({len(requests) / warm_s:.0f}/s, cold)"
+            )
+            offers = load(server.base_url, requests, args.seconds, args.connections)
+            gates = tokens(ids, "entitlements")
+            asyncio.run(warm_every_account(server.base_url, gates, args.connections))
+            entitlements = load(server.base_url, gates, args.seconds, args.connections)
+            with uvicorn_server(database_url, extra_env=warm_env) as second:
+                stale_ms = statistics.median(
+                    stale_milliseconds(server.base_url, second.base_url, requests[i::5])
+                    for i in range(5)
+                )
+        # Accounts bought above are still fine to price: every run below sees the same state.
+        with uvicorn_server(
+            database_url, extra_env={"UPSHIFT_OFFERS_CACHE_TTL_S": "0"}
+        ) as uncached:
+            load(uncached.base_url, requests, 3, args.connections)
+            cold = load(uncached.base_url, requests, args.seconds, args.connections)
+        with uvicorn_server(database_url, extra_env=warm_env, workers=2) as two:
+            asyncio.run(warm_every_account(two.base_url, requests, args.connections))
+            two_workers = load(two.base_url, requests, args.seconds, args.connections)
 
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as body_file:
         body_file.write(sample.text)
@@ -286,7 +339,14 @@ def main() -> None:
         baseline = load(bare.base_url, requests, args.seconds, args.connections)
     Path(body_file.name).unlink()
 
-    print(f"response size: {len(sample.content)} bytes; offers non-2xx: {offers['non2xx']}")
+    print(f"response size: {len(sample.content)} bytes")
+    for name, run in (
+        ("offers", offers),
+        ("cold", cold),
+        ("two workers", two_workers),
+        ("entitlements", entitlements),
+    ):
+        print(f"{name}: non-2xx {run['non2xx']}, socket errors {run['errors']}")
     print_result(
         {
             "offers_rps": round(offers["rps"], 1),
@@ -298,6 +358,15 @@ def main() -> None:
             # The same load on the bare route: what the machine adds to every latency.
             "bare_p50_ms": round(baseline["p50_ms"], 2),
             "bare_p99_ms": round(baseline["p99_ms"], 2),
+            "cold_rps": round(cold["rps"], 1),
+            "cold_ratio": round(cold["rps"] / baseline["rps"], 3),
+            "cold_p99_ms": round(cold["p99_ms"], 2),
+            "two_workers_rps": round(two_workers["rps"], 1),
+            "scale_2w": round(two_workers["rps"] / offers["rps"], 3),
+            "two_workers_p99_ms": round(two_workers["p99_ms"], 2),
+            "stale_ms": round(stale_ms, 1),
+            "entitlements_rps": round(entitlements["rps"], 1),
+            "entitlements_p99_ms": round(entitlements["p99_ms"], 2),
         }
     )
 

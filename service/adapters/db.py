@@ -63,6 +63,25 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def statement_reads(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads that need no transaction around them (the cache-miss paths).
+
+    On PostgreSQL under READ COMMITTED each statement reads its own snapshot whether or not a
+    transaction surrounds it, so BEGIN and COMMIT would only add two round trips: the session
+    runs on a connection in autocommit. Elsewhere (SQLite) it is an ordinary transaction.
+    """
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        with transaction(factory) as session:
+            yield session
+        return
+    with engine.connect() as connection:
+        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+        with factory(bind=autocommit) as session:
+            yield session
+
+
 def ping(engine: Engine) -> None:
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))

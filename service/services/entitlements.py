@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.adapters.db import statement_reads
 from service.domain.catalog import Catalog
 from service.domain.entitlements import Entitlements, entitlements_of
 from service.services.accounts import get_account
@@ -23,7 +24,7 @@ def read_entitlements(
     """Every feature's gate at `now`: the tier's limits with add-on grants, against the
     account's counters of their current periods (404 for an unknown account). `current_only`:
     None for an account whose billing period has ended (it is to be renewed first)."""
-    with factory() as session, session.begin():
+    with statement_reads(factory) as session:
         account = get_account(session, account_id)
         if current_only and account.current_period_end <= now:
             return None

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from service.adapters.db import statement_reads
 from service.adapters.orm import AccountRow
 from service.domain.accounts import plan_to_json
 from service.domain.catalog import Catalog
@@ -22,6 +23,7 @@ from service.domain.quotes import PreparedChange, Quote, plan_mrr
 from service.domain.thresholds import SignalSummary
 from service.domain.usage import FeatureUsage
 from service.services.account_state import AccountState, state_of
+from service.services.accounts import get_account
 from service.services.billing import billed_lines
 from service.services.impressions import Impression, ImpressionStatic
 from service.services.quotes import (
@@ -79,6 +81,26 @@ def load_offer_inputs(
         usage=snapshot.features,
         signals=signal_summary(session, catalog, account, now, snapshot),
     )
+
+
+def read_offer_plan(
+    factory: sessionmaker[Session],
+    catalog: Catalog,
+    signer: TokenSigner,
+    account_id: str,
+    now: datetime,
+    *,
+    current_only: bool,
+) -> OfferPlan | None:
+    """A cache miss: the account's inputs read without a transaction around them (see
+    db.statement_reads), then ranked and prepared. `current_only`: None for an account whose
+    billing period has ended (it is to be renewed first)."""
+    with statement_reads(factory) as session:
+        account = get_account(session, account_id)
+        if current_only and account.current_period_end <= now:
+            return None
+        inputs = load_offer_inputs(session, catalog, account, now)
+    return plan_offers(catalog, inputs, signer)
 
 
 class OfferIdMaterial:

@@ -41,8 +41,7 @@ from service.services.accounts import get_account
 from service.services.billing import billed_lines
 from service.services.offers import (
     OfferPlan,
-    load_offer_inputs,
-    plan_offers,
+    read_offer_plan,
     show_offers,
     shown_impressions,
 )
@@ -94,12 +93,14 @@ def _load_page(app_state: Any, account_id: str, now: datetime) -> OffersPage:
 def _read_plan(
     app_state: Any, account_id: str, now: datetime, *, current_only: bool
 ) -> OfferPlan | None:
-    with app_state.session_factory() as session, session.begin():
-        account = get_account(session, account_id)
-        if current_only and account.current_period_end <= now:
-            return None
-        inputs = load_offer_inputs(session, app_state.catalog, account, now)
-    return plan_offers(app_state.catalog, inputs, app_state.token_signer)
+    return read_offer_plan(
+        app_state.session_factory,
+        app_state.catalog,
+        app_state.token_signer,
+        account_id,
+        now,
+        current_only=current_only,
+    )
 
 
 def _offers_body(app_state: Any, page: OffersPage, now: datetime) -> bytes:
