@@ -24,6 +24,7 @@ from service.api.collector import freeze_survivors, tend_collector
 from service.api.deps import single_valued_query
 from service.api.metrics import MetricsMiddleware, RequestMetrics
 from service.api.offer_page import OffersPage
+from service.api.page_loads import PageLoadHotPath
 from service.api.problems import install_problem_handlers
 from service.api.routes import (
     accounts,
@@ -158,8 +159,8 @@ def create_app(
     app.state.impressions = ImpressionBuffer(app.state.session_factory)
     app.state.metrics = RequestMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    # Outermost: the page-load path of the offer endpoint (see offers.OffersHotPath).
-    app.add_middleware(offers.OffersHotPath, state=app.state)
+    # Outermost: the frontend's page loads of cached accounts (see api.page_loads).
+    app.add_middleware(PageLoadHotPath, state=app.state)
     install_problem_handlers(app)
     for module in (
         health,

@@ -151,6 +151,7 @@ def account_reader(scope: Scope) -> Callable[..., Awaitable[Principal]]:
 
 
 account_principal = account_reader(Scope.admin)
+entitlement_principal = account_reader(Scope.ingest)
 
 
 def session_principal(state: Any, raw: str, account_id: str) -> Principal:
@@ -191,7 +192,7 @@ IngestDep = Annotated[Principal, Depends(require_scope(Scope.ingest, get_princip
 FinanceDep = Annotated[Principal, Depends(require_scope(Scope.finance))]
 AccountAccessDep = Annotated[Principal, Depends(account_principal)]
 # The product's backend (ingest key) gates features too, as does its frontend (session token).
-EntitlementAccessDep = Annotated[Principal, Depends(account_reader(Scope.ingest))]
+EntitlementAccessDep = Annotated[Principal, Depends(entitlement_principal)]
 
 
 def renew_first(state: Any, account_id: str, now: datetime) -> None:

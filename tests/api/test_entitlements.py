@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service.api.deps import entitlement_principal
 from service.domain.entitlements import entitlement_of, entitlements_of
 from service.domain.periods import Period
 from service.domain.usage import FeatureUsage, UsageSnapshot
@@ -149,3 +150,26 @@ def test_allowed_means_something_remains(used: int, limit: int | bool | None) ->
     assert entitlements_of(snapshot, datetime(2026, 11, 20, tzinfo=UTC)).valid_until == datetime(
         2026, 11, 20, tzinfo=UTC
     )
+
+
+def test_the_page_load_path_answers_exactly_as_the_route(
+    client: TestClient, app: Any, admin_headers: dict[str, str]
+) -> None:
+    put_account(client, admin_headers, tier="growth", seats=6, addons={"audit_log": 1})
+    browser = session_headers(client, admin_headers)
+    first = client.get("/v1/accounts/acme/entitlements", headers=browser)  # a miss: the route
+
+    def not_reached() -> None:
+        raise AssertionError("the FastAPI route was reached")
+
+    app.dependency_overrides[entitlement_principal] = not_reached
+    try:
+        second = client.get("/v1/accounts/acme/entitlements", headers=browser)  # cached
+    finally:
+        app.dependency_overrides.clear()
+    assert second.status_code == first.status_code == 200
+    assert second.content == first.content
+    for name in ("content-type", "content-length", "cache-control"):
+        assert second.headers[name] == first.headers[name], name
+    metrics = client.get("/metrics").text
+    assert 'route="/v1/accounts/{account_id}/entitlements",status="200"} 2.0' in metrics

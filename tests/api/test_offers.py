@@ -142,8 +142,8 @@ def test_the_fast_route_keeps_the_contract(
 def test_the_page_load_path_answers_exactly_as_the_route(
     client: TestClient, app: FastAPI, admin_headers: dict[str, str], acme: None, db: Engine
 ) -> None:
-    """A session token with a cached plan is answered before FastAPI (routes.offers.
-    OffersHotPath): same body, headers, impressions and metrics as the documented route."""
+    """A session token with a cached plan is answered before FastAPI (api.page_loads): same
+    body, headers, impressions and metrics as the documented route."""
     report(client, admin_headers, "seats", 9, "set")
     token = client.post("/v1/accounts/acme/session-tokens", headers=admin_headers).json()["token"]
     browser = {"Authorization": f"Bearer {token}"}

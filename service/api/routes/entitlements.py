@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AccountIdPath, EntitlementAccessDep, renew_first
 from service.api.problems import problem_responses
+from service.api.routes.offers import JSON_HEADERS
 from service.domain.entitlements import Entitlement, Entitlements
 from service.domain.errors import NotFound
 from service.services.entitlements import read_entitlements
@@ -56,6 +58,27 @@ ACCESS = (
 )
 
 
+ENTITLEMENTS_TEMPLATE = router.prefix + "/entitlements"
+
+
+def entitlements_body(found: Entitlements, now: datetime) -> bytes:
+    """The JSON of every gate: what the route and the page-load path (api.page_loads) send."""
+    return (
+        EntitlementsOut(
+            account_id=found.account_id,
+            at=now,
+            features=[EntitlementOut.of(e) for e in found.features.values()],
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def cached_entitlements_body(state: Any, account_id: str, now: datetime) -> bytes | None:
+    found = state.entitlement_cache.get(account_id, now)
+    return None if found is None else entitlements_body(found, now)
+
+
 async def _entitlements(request: Request, account_id: str) -> tuple[Entitlements, datetime]:
     state = request.app.state
     now = state.clock.now()
@@ -88,12 +111,11 @@ def _read(state: Any, account_id: str, now: datetime) -> Entitlements:
 )
 async def list_entitlements(
     account_id: AccountIdPath, request: Request, _: EntitlementAccessDep
-) -> EntitlementsOut:
+) -> Response:
     found, now = await _entitlements(request, account_id)
-    return EntitlementsOut(
-        account_id=account_id,
-        at=now,
-        features=[EntitlementOut.of(e) for e in found.features.values()],
+    return Response(
+        entitlements_body(found, now),
+        headers={name.decode(): value.decode() for name, value in JSON_HEADERS},
     )
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
-import time
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.deps import (
     AccountAccessDep,
@@ -22,7 +19,6 @@ from service.api.deps import (
     SessionDep,
     SignerDep,
     renew_first,
-    session_claims,
 )
 from service.api.offer_page import OffersPage, offers_page, render
 from service.api.offer_schemas import (
@@ -34,8 +30,6 @@ from service.api.offer_schemas import (
     quote_out,
 )
 from service.api.problems import problem_responses
-from service.api.schemas import AccountIdPattern
-from service.domain.errors import DomainError
 from service.services.account_state import state_of
 from service.services.accounts import get_account
 from service.services.billing import billed_lines
@@ -46,7 +40,7 @@ from service.services.offers import (
     shown_impressions,
 )
 from service.services.quotes import TargetChange, authoritative_quote, quote_for_account
-from service.services.tokens import SESSION_PREFIX, issue_session_token
+from service.services.tokens import issue_session_token
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["offers"])
 
@@ -117,7 +111,7 @@ def _offers_body(app_state: Any, page: OffersPage, now: datetime) -> bytes:
     return render(page, shown)
 
 
-_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
 
 @router.get(
@@ -142,73 +136,16 @@ async def get_upgrade_offers(
         page = await run_in_threadpool(_load_page, state, account_id, now)
         state.offer_cache.put(account_id, page, read_since)
     body = _offers_body(state, page, now)
-    return Response(body, headers={name.decode(): value.decode() for name, value in _HEADERS})
+    return Response(body, headers={name.decode(): value.decode() for name, value in JSON_HEADERS})
 
 
-_ACCOUNT_ID = re.compile(AccountIdPattern)
 OFFERS_TEMPLATE = router.prefix + "/upgrade-offers"
-_OFFERS_PATH = re.compile(r"/v1/accounts/([^/]+)/upgrade-offers")
 
 
-class OffersHotPath:
-    """The offer endpoint's page-load path, answered before FastAPI sees the request.
-
-    The product frontend calls GET upgrade-offers on every page load with a session token; for
-    an account whose offer plan is cached and priced by the local engine, Starlette's and
-    FastAPI's per-request machinery (middleware, routing, dependency solving, request and
-    response objects) cost more than pricing the offers. This pure ASGI middleware answers
-    exactly that case, with the same checks (`deps.session_claims`), pricing and body as
-    `get_upgrade_offers`; anything else (another credential, a miss, an error) goes on to the
-    FastAPI route, which produces every error. Counted in /metrics as the route.
-    """
-
-    def __init__(self, app: ASGIApp, state: Any) -> None:
-        self.app = app
-        self.state = state
-        metrics = state.metrics
-        self.served = metrics.requests.labels("GET", OFFERS_TEMPLATE, "200")
-        self.latency = metrics.latency.labels("GET", OFFERS_TEMPLATE)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # A query string (the endpoint takes none) is left to the route and its checks.
-        if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
-            match = _OFFERS_PATH.fullmatch(scope["path"])
-            if match is not None:
-                started = time.perf_counter()
-                body = self._answer(match.group(1), scope)
-                if body is not None:
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 200,
-                            "headers": [*_HEADERS, (b"content-length", b"%d" % len(body))],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": body})
-                    self.served.inc()
-                    self.latency.observe(time.perf_counter() - started)
-                    return
-        await self.app(scope, receive, send)
-
-    def _answer(self, account_id: str, scope: Scope) -> bytes | None:
-        """The body for a session token and a cached plan; None: the full route answers."""
-        state = self.state
-        if not _ACCOUNT_ID.fullmatch(account_id):
-            return None
-        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        scheme, _, token = authorization.decode("latin-1").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token.startswith(SESSION_PREFIX):
-            return None
-        now = state.clock.now()
-        try:
-            session_claims(state, token, account_id, now)
-        except DomainError:
-            return None
-        page = state.offer_cache.get(account_id, now)
-        if page is None:
-            return None
-        return _offers_body(state, page, now)
+def cached_offers_body(state: Any, account_id: str, now: datetime) -> bytes | None:
+    """The page-load answer from a cached plan (api.page_loads); None on a miss."""
+    page = state.offer_cache.get(account_id, now)
+    return None if page is None else _offers_body(state, page, now)
 
 
 @router.post(
