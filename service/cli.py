@@ -173,8 +173,9 @@ def openapi(output: Path) -> None:
 
 
 def _register_area_commands() -> None:
-    from service.commands import ledger, signals
+    from service.commands import billing, ledger, signals
 
+    main.add_command(billing.billing)
     main.add_command(signals.signals)
     main.add_command(ledger.ledger)
     main.add_command(ledger.report)

@@ -37,6 +37,19 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Local billing only: accounts whose payments are declined (tests, demo)",
     )
+    db_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="PostgreSQL connections each process keeps open (its pool)",
+    )
+    db_max_overflow: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="Connections a process may open above the pool under load, closed again "
+        "when returned to a full pool",
+    )
     offers_cache_ttl_s: float = Field(
         default=30.0,
         ge=0,
@@ -69,6 +82,12 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="First retry delay; doubles per attempt"
     )
     signal_retry_max_s: float = Field(default=3600.0, gt=0, description="Longest retry delay")
+    renewal_poll_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Local billing: how often each replica's worker renews the accounts whose "
+        "period has ended (and applies their scheduled changes)",
+    )
     signal_delivery_poll_s: float = Field(
         default=2.0, gt=0, description="How often the in-app worker looks at the outbox"
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.adapters.orm import AccountRow, ApiKeyRow
@@ -23,6 +24,33 @@ class AccountRepository:
     def add(self, row: AccountRow) -> None:
         self.session.add(row)
         self.session.flush()
+
+    def claim_due(
+        self, now: datetime, statuses: Collection[str], limit: int, skip: Collection[str] = ()
+    ) -> list[AccountRow]:
+        """Up to `limit` accounts in `statuses` whose period ended by `now`, oldest boundary
+        first, locked for this transaction. On PostgreSQL rows another transaction holds are
+        skipped (FOR UPDATE SKIP LOCKED), so several workers claim disjoint batches; SQLite
+        runs one writer at a time."""
+        statement = (
+            select(AccountRow)
+            .where(AccountRow.current_period_end <= now, AccountRow.status.in_(statuses))
+            .order_by(AccountRow.current_period_end, AccountRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if skip:
+            statement = statement.where(AccountRow.id.not_in(skip))
+        return list(self.session.scalars(statement))
+
+    def due_summary(self, now: datetime, statuses: Collection[str]) -> tuple[int, datetime | None]:
+        """How many accounts in `statuses` are due at `now`, and the oldest boundary among them."""
+        count, oldest = self.session.execute(
+            select(func.count(), func.min(AccountRow.current_period_end)).where(
+                AccountRow.current_period_end <= now, AccountRow.status.in_(statuses)
+            )
+        ).one()
+        return count, oldest
 
 
 class ApiKeyRepository:

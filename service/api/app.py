@@ -14,7 +14,6 @@ from fastapi.telemetry import TelemetryConfig
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from service.adapters.billing_local import LocalBillingGateway
 from service.adapters.billing_stripe import StripeBillingGateway
 from service.adapters.catalog_loader import load_catalog
 from service.adapters.change_feed import ChangeListener, listen_dsn
@@ -42,10 +41,11 @@ from service.api.routes import (
 )
 from service.domain.entitlements import Entitlements
 from service.ports import Clock, clock_at
-from service.services.billing import GatewayFactory
+from service.services.billing import GatewayFactory, local_gateways
 from service.services.impressions import ImpressionBuffer
 from service.services.offer_cache import AccountCaches, OfferPlanCache
 from service.services.outbox import start_delivery_worker
+from service.services.renewals import RenewalRound, RenewalWorker
 from service.services.tokens import TokenSigner
 from service.settings import ServiceMisconfigured, Settings
 
@@ -59,7 +59,7 @@ def billing_gateways(
 ) -> GatewayFactory:
     """The billing backend for a request's session: local (embedded) or Stripe."""
     if settings.billing_backend == "local":
-        return lambda session: LocalBillingGateway(session, declining_accounts)
+        return local_gateways(declining_accounts)
     if stripe_billing is None:
         raise StripeNotConfigured("billing_backend=stripe needs the process's StripeBilling")
     return lambda _session: StripeBillingGateway(stripe_billing)
@@ -97,7 +97,14 @@ def create_app(
             update={"token_secret": SecretStr(secrets.token_urlsafe(32))}
         )
     owns_engine = engine is None
-    engine = engine or make_engine(settings.database_url)
+    engine = engine or make_engine(
+        settings.database_url,
+        **(
+            {}
+            if settings.is_sqlite
+            else {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+        ),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -112,6 +119,25 @@ def create_app(
             caches = _app.state.account_caches
             changes = ChangeListener(listen_dsn(engine), caches.invalidate, caches.clear).start()
         _app.state.change_listener = changes
+        # -- renewals (local billing): due accounts renewed on time, no request needed --
+        renewals = None
+        if settings.billing_backend == "local":
+            state = _app.state
+
+            def renewal_round(done: RenewalRound, lag_s: float) -> None:
+                state.account_caches.invalidate(done.changed)
+                state.metrics.renewals.inc(done.renewals)
+                state.metrics.renewal_lag.set(lag_s)
+
+            renewals = RenewalWorker(
+                state.session_factory,
+                state.catalog,
+                state.billing_gateways,
+                state.clock,
+                settings.renewal_poll_s,
+                renewal_round,
+            ).start()
+        _app.state.renewal_worker = renewals
         _app.state.impressions.start()
         # Everything loaded at start-up lives as long as the process, and cached offer plans
         # for minutes: out of the collector's sight, full collections stay short (p99 stalls).
@@ -126,6 +152,8 @@ def create_app(
             signal_worker.stop()
         if changes is not None:
             changes.stop()
+        if renewals is not None:
+            renewals.stop()
         if owns_engine:
             engine.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -32,6 +32,17 @@ class RequestMetrics:
             "Refusals (problem+json) by stable code: quote_changed counts offers whose amount "
             "the billing provider did not confirm",
             ["code"],
+            registry=self.registry,
+        )
+
+        self.renewals = Counter(
+            "upshift_renewals",
+            "Periods renewed and invoiced by this process's renewal worker (local billing)",
+            registry=self.registry,
+        )
+        self.renewal_lag = Gauge(
+            "upshift_renewal_lag_seconds",
+            "How late the oldest due renewal was after the worker's last round (0: none due)",
             registry=self.registry,
         )
 

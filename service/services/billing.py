@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from service.adapters.billing_local import LocalBillingGateway
 from service.adapters.billing_repository import SubscriptionItemRepository
 from service.adapters.billing_tables import SubscriptionItemRow
 from service.domain.accounts import Plan, plan_lines
@@ -17,6 +18,12 @@ from service.ports import BillingGateway
 from service.services.account_state import AccountState
 
 GatewayFactory = Callable[[Session], BillingGateway]
+
+
+def local_gateways(declining_accounts: set[str]) -> GatewayFactory:
+    """Local (embedded) billing in the session's own transaction; `declining_accounts`' payments
+    are declined (tests, the demo)."""
+    return lambda session: LocalBillingGateway(session, declining_accounts)
 
 
 def billed_lines(

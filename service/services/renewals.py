@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,10 +19,13 @@ from service.domain.catalog import Catalog
 from service.domain.ledger import PlanSnapshot, Source
 from service.domain.periods import Period, add_months
 from service.domain.quotes import current_billed
+from service.ports import Clock
 from service.services.account_state import changed_accounts, mark_changed
 from service.services.accounts import account_mrr, plan_of
 from service.services.billing import GatewayFactory, store_billed
 from service.services.ledger import ledger_balances, record_movement
+
+log = logging.getLogger("upshift.renewals")
 
 # Renewals are bounded per call: an account idle for years catches up over several calls
 # rather than holding a transaction open for hundreds of invoices.
@@ -119,3 +126,134 @@ def _renew_once(
             occurred_at=boundary,
             catalog_version=catalog.version,
         )
+
+
+# Renewals run on their own: a worker in every replica (RenewalWorker) and `upshift billing run`
+# renew every account whose period has ended, without waiting for a request to touch it.
+RENEWING_STATUSES = (AccountStatus.active.value, AccountStatus.past_due.value)
+RENEWAL_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalRound:
+    """What one pass over the due accounts did."""
+
+    accounts: int = 0  # accounts claimed and renewed
+    renewals: int = 0  # periods invoiced (an idle account may catch up several)
+    failed: int = 0  # accounts whose renewal raised (logged; retried next round)
+    changed: frozenset[str] = frozenset()  # for the offer caches
+
+    def __add__(self, other: RenewalRound) -> RenewalRound:
+        return RenewalRound(
+            self.accounts + other.accounts,
+            self.renewals + other.renewals,
+            self.failed + other.failed,
+            self.changed | other.changed,
+        )
+
+
+def renew_due_accounts(
+    factory: sessionmaker[Session],
+    catalog: Catalog,
+    gateways: GatewayFactory,
+    now: datetime,
+    *,
+    batch_size: int = RENEWAL_BATCH,
+    on_batch: Callable[[RenewalRound], None] | None = None,
+) -> RenewalRound:
+    """Renew every account due at `now` (local billing; with Stripe, renewals arrive as
+    webhooks), a batch of accounts per transaction.
+
+    A batch is claimed with FOR UPDATE SKIP LOCKED: replicas running this at once renew
+    disjoint accounts, and an account renewed by one is no longer due for the others, so none
+    is renewed twice (each renewal's ledger entry also has its own idempotency key). An account
+    whose renewal fails is rolled back alone (a savepoint), logged, and left for the next round.
+    """
+    total = RenewalRound()
+    failed: set[str] = set()
+    while True:
+        with factory() as session:
+            with session.begin():
+                gateway = gateways(session)
+                if not isinstance(gateway, LocalBillingGateway):
+                    return total
+                claimed = AccountRepository(session).claim_due(
+                    now, RENEWING_STATUSES, batch_size, skip=failed
+                )
+                renewals = 0
+                for account in claimed:
+                    try:
+                        with session.begin_nested():
+                            renewals += renew_due(session, catalog, account, now, gateway)
+                    except Exception:
+                        log.exception("renewal of %s failed; retried next round", account.id)
+                        failed.add(account.id)
+            batch = RenewalRound(
+                accounts=len(claimed) - len(failed & {a.id for a in claimed}),
+                renewals=renewals,
+                failed=len(failed & {a.id for a in claimed}),
+                changed=frozenset(changed_accounts(session)),
+            )
+        total += batch
+        if on_batch is not None:
+            on_batch(batch)
+        if not claimed:
+            return total
+
+
+def renewal_lag_seconds(factory: sessionmaker[Session], now: datetime) -> float:
+    """How late the oldest due renewal is at `now` (0 when nothing is due)."""
+    with factory() as session:
+        _count, oldest = AccountRepository(session).due_summary(now, RENEWING_STATUSES)
+    return 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
+
+
+def due_count(factory: sessionmaker[Session], now: datetime) -> int:
+    with factory() as session:
+        count, _oldest = AccountRepository(session).due_summary(now, RENEWING_STATUSES)
+    return count
+
+
+class RenewalWorker:
+    """A background thread that renews due accounts every `poll_s` seconds until stopped; it
+    reports each round (what changed, how late the oldest due renewal is) to `on_round`."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        catalog: Catalog,
+        gateways: GatewayFactory,
+        clock: Clock,
+        poll_s: float,
+        on_round: Callable[[RenewalRound, float], None],
+    ) -> None:
+        self.factory = factory
+        self.catalog = catalog
+        self.gateways = gateways
+        self.clock = clock
+        self.poll_s = poll_s
+        self.on_round = on_round
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="upshift-renewals", daemon=True)
+
+    def start(self) -> RenewalWorker:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def run_once(self) -> RenewalRound:
+        now = self.clock.now()
+        done = renew_due_accounts(self.factory, self.catalog, self.gateways, now)
+        self.on_round(done, renewal_lag_seconds(self.factory, self.clock.now()))
+        return done
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.run_once()
+            except Exception:
+                # Nothing is lost: what is due stays due, and the next round tries again.
+                log.exception("renewal round failed")
