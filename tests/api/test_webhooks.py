@@ -292,7 +292,8 @@ def test_a_processing_failure_is_kept_and_retried(
     world.fake.fail_next("subscriptions.retrieve", "503_before_apply", times=3)
     body, signature = world.fake.signed_payload(event)
     response = post(stripe_http, body, signature)
-    assert response.status_code == 202, response.text
+    # Not a 2xx: Stripe counts any 2xx as delivered and would never send it again.
+    assert response.status_code == 503, response.text
     assert response.json()["status"] == "pending_retry"
     [row] = stored_events(db)
     assert row.handled_at is None and "BillingUnavailable" in (row.error or "")
@@ -319,7 +320,7 @@ def test_a_redelivery_retries_an_unhandled_event(
     set_seats(world, acme["billing_subscription_id"], 4)
     [event] = world.fake.events_of_type("customer.subscription.updated")
     world.fake.fail_next("subscriptions.retrieve", "503_before_apply", times=3)
-    assert post(stripe_http, *world.fake.signed_payload(event)).status_code == 202
+    assert post(stripe_http, *world.fake.signed_payload(event)).status_code == 503
     retried = post(stripe_http, *world.fake.signed_payload(event))
     assert retried.status_code == 200 and retried.json()["status"] == "processed"
     assert account(stripe_http, admin_headers)["seats"] == 9

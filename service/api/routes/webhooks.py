@@ -38,9 +38,11 @@ async def raw_body(request: Request) -> bytes:
     "/webhooks/stripe",
     response_model=WebhookReceiptOut,
     responses={
-        202: {
+        503: {
             "model": WebhookReceiptOut,
-            "description": "Stored, but processing failed; it is retried later",
+            "description": "Stored, but processing failed: not a 2xx, so that Stripe delivers it "
+            "again (docs.stripe.com/webhooks: any other answer is a failed delivery, retried "
+            "with exponential backoff for up to three days in live mode)",
         }
     }
     | problem_responses(400, 413),
@@ -53,7 +55,8 @@ async def raw_body(request: Request) -> bytes:
     "subscription and invoice events re-fetch the subscription from Stripe and bring the "
     "account's plan, status and period to it, writing a ledger movement with source `webhook` "
     "when MRR moved. When processing fails the event stays stored with its error and the answer "
-    "is 202; `upshift webhooks process` (or Stripe's redelivery) retries it.",
+    "is 503, so that Stripe delivers it again (a 2xx would tell Stripe it was delivered, and it "
+    "would never retry); `upshift webhooks process` retries it too.",
 )
 def receive_stripe_webhook(
     request: Request,
@@ -80,5 +83,6 @@ def receive_stripe_webhook(
         account_id=receipt.account_id,
         detail=receipt.detail,
     )
-    status = 202 if receipt.status is Outcome.pending_retry else 200
+    # Any 2xx tells Stripe the event was delivered: only a non-2xx makes it deliver again.
+    status = 503 if receipt.status is Outcome.pending_retry else 200
     return JSONResponse(body.model_dump(mode="json"), status_code=status)
