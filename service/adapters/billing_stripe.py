@@ -249,12 +249,36 @@ class StripeBillingGateway:
             return invoice
         return None
 
-    @staticmethod
-    def _is_change_invoice(invoice: Json, quote: Quote) -> bool:
-        details = (invoice.get("parent") or {}).get("subscription_details") or {}
-        return invoice.get("billing_reason") == "subscription_update" and details.get(
-            "subscription_proration_date"
-        ) == unix(quote.proration_date)
+    def _is_change_invoice(self, invoice: Json, quote: Quote) -> bool:
+        """Whether Stripe issued `invoice` for this very change: Stripe's proration guide
+        identifies it by `billing_reason` "subscription_update" and proration lines that start at
+        the proration date. (`subscription_proration_date` is "only set for upcoming invoices that
+        preview prorations", never on the invoice a change issues.)"""
+        if invoice.get("billing_reason") != "subscription_update":
+            return False
+        pinned = unix(quote.proration_date)
+        return any(
+            ((raw.get("parent") or {}).get("subscription_item_details") or {}).get("proration")
+            and raw["period"]["start"] == pinned
+            for raw in self._line_data(invoice)
+        )
+
+    def _line_data(self, invoice: Json) -> list[Json]:
+        """Every line of the invoice: it embeds the first page only (`lines.has_more`); the rest
+        is read with invoices.line_items.list. Kept on the invoice once read."""
+        lines = invoice["lines"]
+        data = list(lines["data"])
+        if lines.get("has_more") and invoice.get("id"):
+            with stripe_errors("read the invoice's lines"):
+                while True:
+                    page = self.client.v1.invoices.line_items.list(
+                        invoice["id"], params={"limit": 100, "starting_after": data[-1]["id"]}
+                    )
+                    data.extend(as_json(line) for line in page.data)
+                    if not page.has_more:
+                        break
+            invoice["lines"] = {**lines, "data": data, "has_more": False}
+        return data
 
     def _release_schedule(self, remote: RemoteSubscription, idempotency_key: str) -> None:
         """A change applied now supersedes a downgrade waiting for the period end."""
@@ -283,7 +307,7 @@ class StripeBillingGateway:
         (credits then charges, by line key), so a preview equals the local quote exactly when
         the amounts, periods and quantities agree."""
         lines: list[ProrationLine] = []
-        for raw in invoice["lines"]["data"]:
+        for raw in self._line_data(invoice):
             amount = int(raw["amount"])
             if amount == 0:
                 continue

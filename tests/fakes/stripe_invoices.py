@@ -192,6 +192,32 @@ class InvoiceOps:
         after = self.s.render_invoice(inv)
         self.s.emit("invoice.voided", after, self.s.diff(before, after))
 
+    def list_lines(self, invoice_id: str, p: Json) -> Json:
+        """GET /v1/invoices/{id}/lines: every line, paginated (docs.stripe.com/api/invoices/
+        invoice_lines; limit 1 to 100, default 10)."""
+        only(p, {"limit", "starting_after", "ending_before", "expand"})
+        invoice = self.s.invoice(invoice_id)
+        limit = p.get("limit", 10)
+        if not 1 <= limit <= 100:
+            raise StripeError.invalid(
+                "Invalid limit: must be between 1 and 100.", "limit", "parameter_invalid_integer"
+            )
+        # In the invoice's own order (the embedded `lines` and this list agree), not newest first.
+        rendered = [self.s.render_line(line) for line in invoice.lines]
+        ids = [line["id"] for line in rendered]
+        start = 0
+        if "starting_after" in p:
+            if p["starting_after"] not in ids:
+                raise StripeError.missing("line_item", p["starting_after"], "starting_after")
+            start = ids.index(p["starting_after"]) + 1
+        page = rendered[start : start + limit]
+        return {
+            "object": "list",
+            "data": page,
+            "has_more": start + limit < len(rendered),
+            "url": f"/v1/invoices/{invoice_id}/lines",
+        }
+
     def list_invoices(self, p: Json) -> Json:
         only(p, {"customer", "subscription", "status", "limit", "starting_after", "ending_before"})
         found = list(self.s.invoices.values())

@@ -39,6 +39,12 @@ def _decimal_str(value: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+# An invoice embeds the first handful of its lines; "There is also a URL where you can retrieve
+# the full (paginated) list of line items" (docs.stripe.com/api/invoices/invoice_lines, the
+# SDK's InvoiceLineItemService.list docstring). The page is the list default, 10.
+EMBEDDED_LINES = 10
+
+
 class Renderer:
     """Mixin of :class:`~tests.fakes.stripe_state.FakeStripeState`: objects -> API JSON."""
 
@@ -251,6 +257,20 @@ class Renderer:
             "trial_start": None,
         }
 
+    embedded_lines: int  # how many lines an invoice embeds (FakeStripeState.reset)
+
+    def render_lines(self, inv: Invoice) -> Json:
+        rendered = [self.render_line(line) for line in inv.lines]
+        # Previews are left whole: how a preview's further lines are read is not modelled.
+        shown = rendered if inv.preview else rendered[: self.embedded_lines]
+        return {
+            "object": "list",
+            "data": shown,
+            "has_more": len(shown) < len(rendered),
+            "total_count": len(rendered),
+            "url": f"/v1/invoices/{inv.id}/lines",
+        }
+
     def render_line(self, line: Line) -> Json:
         if line.proration and line.quantity:
             unit = _decimal_str(Decimal(line.amount) / line.quantity)
@@ -302,7 +322,10 @@ class Renderer:
                 "subscription_details": {
                     "metadata": dict(inv.subscription_metadata or {}),
                     "subscription": inv.subscription,
-                    "subscription_proration_date": inv.proration_date,
+                    # "Only set for upcoming invoices that preview prorations" (the SDK's
+                    # Invoice.parent.subscription_details docstring, from Stripe's OpenAPI spec):
+                    # an invoice a change really issued has none.
+                    "subscription_proration_date": inv.proration_date if inv.preview else None,
                 },
                 "type": "subscription_details",
             }
@@ -362,13 +385,7 @@ class Renderer:
             "issuer": {"type": "self"},
             "last_finalization_error": None,
             "latest_revision": None,
-            "lines": {
-                "object": "list",
-                "data": [self.render_line(line) for line in inv.lines],
-                "has_more": False,
-                "total_count": len(inv.lines),
-                "url": f"/v1/invoices/{inv.id}/lines",
-            },
+            "lines": self.render_lines(inv),
             "livemode": False,
             "metadata": {},
             "next_payment_attempt": None,

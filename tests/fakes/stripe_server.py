@@ -187,6 +187,8 @@ _ROUTES: list[_Route] = [
        lambda s, b, i, p: b.list_invoices(p)),
     _r("invoices.retrieve", "GET", "/v1/invoices/{id}", "InvoiceRetrieveParams",
        lambda s, b, i, p: s.render_invoice(s.invoice(i))),
+    _r("invoices.line_items.list", "GET", "/v1/invoices/{id}/lines", "InvoiceLineItemListParams",
+       lambda s, b, i, p: b.list_lines(i, p)),
     _r("invoices.pay", "POST", "/v1/invoices/{id}/pay", "InvoicePayParams",
        lambda s, b, i, p: b.pay_invoice(i, p)),
     _r("subscription_schedules.create", "POST", "/v1/subscription_schedules",
@@ -432,6 +434,12 @@ class FakeStripe:
             return [e.render(self.api_version) for e in events]
 
     # ------------------------------------------------------------------ faults / knobs
+
+    def embed_lines(self, count: int) -> None:
+        """Invoices embed their first `count` lines (Stripe: a page of 10) and page the rest:
+        a test can make a short invoice need paging."""
+        with self._state.lock:
+            self._state.embedded_lines = count
 
     def fail_next(
         self, target: str, mode: str, *, times: int = 1, hang_seconds: float = 0.0

@@ -25,7 +25,7 @@ from tests.fakes.stripe_models import (
     StripeError,
     Subscription,
 )
-from tests.fakes.stripe_render import Renderer
+from tests.fakes.stripe_render import EMBEDDED_LINES, Renderer
 
 __all__ = ["DEFAULT_NOW", "FakeStripeState", "merge_metadata", "only"]
 
@@ -90,6 +90,7 @@ class FakeStripeState(Renderer):
             self.request_context: tuple[str | None, str | None] = (None, None)
             self.request_haystacks: list[str] = []
             self.pending_update_raises = False
+            self.embedded_lines = EMBEDDED_LINES
             self._invoice_seq = 0
 
     # ------------------------------------------------------------------ transactions

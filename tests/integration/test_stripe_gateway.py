@@ -107,9 +107,32 @@ def test_apply_charges_the_quote_at_its_proration_date(
     assert update.params["proration_behavior"] == "always_invoice"
     assert update.params["payment_behavior"] == "pending_if_incomplete"
     invoice = world.sdk.v1.invoices.retrieve(applied.invoice_id)
-    assert invoice.parent.subscription_details.subscription_proration_date == unix(
-        local.proration_date
-    )
+    # The change's invoice, as Stripe's proration guide identifies it: its billing reason and
+    # proration lines that start at the proration date (subscription_proration_date is only set
+    # on previews).
+    assert invoice.billing_reason == "subscription_update"
+    prorations = [
+        line for line in invoice.lines.data if line.parent.subscription_item_details.proration
+    ]
+    assert prorations and {line.period.start for line in prorations} == {unix(local.proration_date)}
+    assert invoice.parent.subscription_details.subscription_proration_date is None
+
+
+def test_an_invoice_whose_lines_do_not_all_fit_is_read_whole(
+    world: StripeWorld, gateway: StripeBillingGateway
+) -> None:
+    """An invoice embeds only its first lines (`lines.has_more`): the change's invoice is still
+    recognised, charged and billed line by line from every line (invoices.line_items.list)."""
+    account = linked(world, GROWTH_AUDIT)
+    world.advance(days=10)
+    local = quote(world, account, GROWTH_AUDIT.with_changes(interval=Interval.year, seats=8))
+    assert len(local.lines) > 3
+    world.fake.embed_lines(2)
+    applied = gateway.apply(account, local, KEY)
+    assert applied.invoice_id is not None
+    assert applied.amount_charged == local.amount_due
+    assert applied.billed == local.new_billed
+    assert world.fake.requests_for("invoices.line_items.list")
 
 
 def test_addons_are_items_of_their_own(world: StripeWorld, gateway: StripeBillingGateway) -> None:
