@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from service.adapters.billing_repository import ScheduledChangeRepository
 from service.adapters.orm import AccountRow
 from service.adapters.repositories import AccountRepository
 from service.adapters.usage_repository import AccountColumns
@@ -90,6 +91,14 @@ def put_account(
         raise ValidationFailed(
             "current_period_end must be after current_period_start", field="current_period_end"
         )
+    if period_end <= now:
+        # A period already over would be renewed at its end, before this PUT's own movement:
+        # the ledger cannot go back in time, so the account would be stuck.
+        raise ValidationFailed(
+            "current_period_end has passed; give the account's current period",
+            field="current_period_end",
+            code="period_ended",
+        )
     repository = AccountRepository(session)
     row = repository.get(account_id, for_update=True)
     if row is None and expected_version is not None:
@@ -101,6 +110,10 @@ def put_account(
         )
     created = row is None
     mark_changed(session, account_id)
+    if not created:
+        # The PUT states the plan: a change still waiting for the period end was made against
+        # the old one and must not undo the new one at renewal.
+        ScheduledChangeRepository(session).cancel_pending(account_id)
     before = None if row is None else plan_snapshot(row)
     if row is None:
         row = AccountRow(id=account_id, created_at=now)

@@ -274,3 +274,36 @@ def test_a_trial_upgrade_moves_no_mrr_and_keeps_the_ledger_in_step(
     assert response.json()["ledger_entry_id"] is None  # trials are not revenue yet
     assert ledger_rows(db) == []
     assert_ledger_matches_mrr(client, admin_headers, db)
+
+
+def test_an_admin_put_cancels_a_downgrade_scheduled_before_it(
+    client: TestClient, admin_headers: dict[str, str], acme: dict, clock: FakeClock, db: Engine
+) -> None:
+    scheduled = upgrade(client, admin_headers, {"target": {"tier": "growth", "seats": 6}})
+    assert scheduled.json()["status"] == "scheduled", scheduled.text
+    admin = {"tier": "business", "interval": "month", "seats": 10}
+    put = client.put("/v1/accounts/acme", json=admin, headers=admin_headers)
+    assert put.status_code == 200, put.text
+    clock.advance(days=31)  # past the end of the PUT's period: the renewal keeps its plan
+    quote = client.post(
+        "/v1/accounts/acme/quotes", json={"target": {"seats": 11}}, headers=admin_headers
+    )  # a request for the account renews it first
+    assert quote.status_code == 200, quote.text
+    account = client.get("/v1/accounts/acme", headers=admin_headers).json()
+    assert (account["tier"], account["seats"]) == ("business", 10)
+    assert account["current_period_start"] == put.json()["current_period_end"]
+    assert [row.kind for row in ledger_rows(db)] == ["new", "expansion"]  # no contraction
+    assert_ledger_matches_mrr(client, admin_headers, db)
+
+
+def test_a_put_of_a_period_already_over_is_refused_and_cannot_wedge_the_account(
+    client: TestClient, admin_headers: dict[str, str], clock: FakeClock
+) -> None:
+    ended = {
+        **ACME,
+        "current_period_start": "2026-10-01T00:00:00Z",
+        "current_period_end": "2026-11-01T00:00:00Z",  # before the clock's 2026-11-10
+    }
+    refused = client.put("/v1/accounts/acme", json=ended, headers=admin_headers)
+    assert_problem(refused, 422, "period_ended", "current_period_end")
+    assert client.get("/v1/accounts/acme", headers=admin_headers).status_code == 404
