@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -152,7 +151,10 @@ def nrr(start: datetime, end: datetime, granularity: str, as_json: bool) -> None
         except DomainError as exc:
             raise click.BadParameter(exc.detail, param_hint=f"--{exc.field or 'from'}") from None
     if as_json:
-        click.echo(json.dumps(document, default=lambda value: value.isoformat(), indent=2))
+        from service.api.ledger_schemas import NrrReportOut
+
+        # Serialised by the API's own model: the same JSON, instants in UTC with Z.
+        click.echo(NrrReportOut.model_validate(document).model_dump_json(indent=2, by_alias=True))
         return
     click.echo(
         "period      cur      starting         new      seat    upsell     addon strategic"

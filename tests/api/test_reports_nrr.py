@@ -283,7 +283,13 @@ def test_240_quarters_are_allowed_but_not_241_months(
     assert_problem(response, 422, "invalid_report_range", "to")
 
 
-def test_cli_report_nrr(db: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_report_nrr(
+    db: Engine,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    client: TestClient,
+    finance_headers: dict[str, str],
+) -> None:
     monkeypatch.setenv("UPSHIFT_DATABASE_URL", database_url)
     seed(db, [Step("acme", 20_000, at(2026, 1, 10)), Step("acme", 25_000, at(2026, 2, 10), SEAT)])
     runner = CliRunner()
@@ -294,5 +300,10 @@ def test_cli_report_nrr(db: Engine, database_url: str, monkeypatch: pytest.Monke
     assert "1.2500" in table.output
     document = json.loads(runner.invoke(main, [*arguments, "--json"]).output)
     assert document["periods"][1]["nrr"] == "1.2500"
+    # The API's JSON exactly, instants included ("…Z", not "+00:00").
+    window = {"from": "2026-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}
+    api = report(client, finance_headers, **window)
+    assert document == api
+    assert document["periods"][0]["start"] == "2026-01-01T00:00:00Z"
     bad = runner.invoke(main, ["report", "nrr", "--from", "2026-03-01", "--to", "2026-01-01"])
     assert bad.exit_code == 2 and "'to' must be after 'from'" in bad.output
