@@ -304,6 +304,6 @@ def test_cli_report_nrr(
     window = {"from": "2026-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}
     api = report(client, finance_headers, **window)
     assert document == api
-    assert document["periods"][0]["start"] == "2026-01-01T00:00:00Z"
+    assert document["periods"][0]["period_start"] == "2026-01-01T00:00:00Z"
     bad = runner.invoke(main, ["report", "nrr", "--from", "2026-03-01", "--to", "2026-01-01"])
     assert bad.exit_code == 2 and "'to' must be after 'from'" in bad.output
