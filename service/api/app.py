@@ -21,6 +21,7 @@ from service.adapters.db import make_engine, make_session_factory
 from service.adapters.stripe_api import StripeBilling, StripeNotConfigured, connect_stripe
 from service.api.collector import freeze_survivors, tend_collector
 from service.api.deps import single_valued_query
+from service.api.head import HeadAsGet
 from service.api.metrics import MetricsMiddleware, RequestMetrics
 from service.api.offer_page import OffersPage
 from service.api.page_loads import PageLoadHotPath
@@ -187,8 +188,10 @@ def create_app(
     app.state.impressions = ImpressionBuffer(app.state.session_factory)
     app.state.metrics = RequestMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    # Outermost: the frontend's page loads of cached accounts (see api.page_loads).
+    # The frontend's page loads of cached accounts (see api.page_loads).
     app.add_middleware(PageLoadHotPath, state=app.state)
+    # Outermost: HEAD is answered as GET without the body (see api.head).
+    app.add_middleware(HeadAsGet)
     install_problem_handlers(app)
     for module in (
         health,
