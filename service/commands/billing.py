@@ -8,6 +8,7 @@ import time
 
 import click
 
+from service.commands.common import catalog_or_exit
 from service.settings import Settings
 
 
@@ -28,9 +29,7 @@ def run(once: bool, poll_seconds: float | None) -> None:
     """Renew every account whose period has ended: invoice the new period, apply scheduled
     changes, book the MRR movement at the boundary. Safe beside the service's workers and other
     runs of this command: each account is renewed once."""
-    from service.adapters.catalog_loader import load_catalog
     from service.adapters.db import make_engine, make_session_factory
-    from service.domain.catalog import CatalogError
     from service.ports import clock_at
     from service.services.billing import local_gateways
     from service.services.renewals import RenewalRound, due_count, renew_due_accounts
@@ -39,11 +38,7 @@ def run(once: bool, poll_seconds: float | None) -> None:
     if settings.billing_backend != "local":
         click.echo("billing_backend is stripe: Stripe renews subscriptions itself", err=True)
         sys.exit(2)
-    try:
-        catalog = load_catalog(settings.catalog_path)
-    except CatalogError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+    catalog = catalog_or_exit(settings)
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
     gateways = local_gateways(set(settings.local_decline_accounts))

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from service.commands.common import catalog_or_exit
 from service.settings import Settings
 
 
@@ -22,19 +23,13 @@ def signals() -> None:
 )
 def sweep(batch_size: int | None) -> None:
     """Re-evaluate every account's thresholds (after a catalog change, say); idempotent."""
-    from service.adapters.catalog_loader import load_catalog
     from service.adapters.db import make_engine, make_session_factory
-    from service.domain.catalog import CatalogError
     from service.ports import clock_at
     from service.services.signals import SWEEP_PAGE, SweepPage, account_count
     from service.services.signals import sweep as run_sweep
 
     settings = Settings()
-    try:
-        catalog = load_catalog(settings.catalog_path)
-    except CatalogError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+    catalog = catalog_or_exit(settings)
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
     try:

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from service.commands.common import catalog_or_exit
 from service.settings import Settings
 
 
@@ -19,18 +20,16 @@ def webhooks() -> None:
 def process(limit: int) -> None:
     """Process unhandled events, oldest first, each in its own transaction; exits 1 if any
     still fails (its error is kept on the event)."""
-    from service.adapters.catalog_loader import load_catalog
     from service.adapters.db import make_engine, make_session_factory
     from service.adapters.stripe_api import StripeNotConfigured, connect_stripe
-    from service.domain.catalog import CatalogError
     from service.ports import clock_at
     from service.services.webhooks import process_unhandled
 
     settings = Settings()
+    catalog = catalog_or_exit(settings)
     try:
-        catalog = load_catalog(settings.catalog_path)
         billing = connect_stripe(settings, catalog)
-    except (CatalogError, StripeNotConfigured) as exc:
+    except StripeNotConfigured as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
     engine = make_engine(settings.database_url)

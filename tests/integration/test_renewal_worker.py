@@ -54,6 +54,11 @@ def test_the_worker_applies_a_scheduled_downgrade_at_the_boundary_without_any_re
         assert scheduled.json()["status"] == "scheduled", scheduled.text
         clock.set(BOUNDARY + timedelta(seconds=20))  # then nobody asks for the account
         wait_until(lambda: len(ledger_rows(db)) == 2, "the contraction is booked")
+        # The round reports to /metrics once its transaction has committed.
+        wait_until(
+            lambda: "upshift_renewals_total 1.0" in http.get("/metrics").text,
+            "the round is counted",
+        )
         lag = http.get("/metrics").text
     [new, contraction] = ledger_rows(db)
     assert (contraction.kind, contraction.mrr_delta_minor) == ("contraction", -1_500)
