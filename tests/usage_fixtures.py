@@ -200,9 +200,10 @@ def webhook_receiver(failures: int = 0) -> Iterator[WebhookReceiver]:
         thread.join(5)
 
 
-def wait_for(condition: Any, timeout_s: float = 10.0) -> None:
+def wait_for(condition: Any, what: str = "condition", timeout_s: float = 10.0) -> None:
+    """A bounded wait for another thread's work; tests assert the outcome, not its speed."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+            raise AssertionError(f"not reached within {timeout_s} s: {what}")
         time.sleep(0.02)

@@ -3,10 +3,8 @@ account whose period has ended, with no request for it, once, with the movement 
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -24,17 +22,9 @@ from service.settings import Settings
 from tests.api.test_upgrades import ACME, ledger_rows, upgrade
 from tests.conftest import CATALOG_PATH
 from tests.fakes.clock import FakeClock
+from tests.usage_fixtures import wait_for
 
 BOUNDARY = datetime(2026, 12, 10, 12, 0, tzinfo=UTC)  # ACME's first period ends here
-
-
-def wait_until(condition: Any, what: str, timeout_s: float = 10.0) -> None:
-    """A bounded wait for the worker thread; the test asserts the outcome, not its speed."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout_s} s: {what}")
-        time.sleep(0.02)
 
 
 def invoices(db: Engine, account_id: str) -> int:
@@ -53,9 +43,9 @@ def test_the_worker_applies_a_scheduled_downgrade_at_the_boundary_without_any_re
         scheduled = upgrade(http, admin_headers, {"target": {"seats": 6}})
         assert scheduled.json()["status"] == "scheduled", scheduled.text
         clock.set(BOUNDARY + timedelta(seconds=20))  # then nobody asks for the account
-        wait_until(lambda: len(ledger_rows(db)) == 2, "the contraction is booked")
+        wait_for(lambda: len(ledger_rows(db)) == 2, "the contraction is booked")
         # The round reports to /metrics once its transaction has committed.
-        wait_until(
+        wait_for(
             lambda: "upshift_renewals_total 1.0" in http.get("/metrics").text,
             "the round is counted",
         )

@@ -3,7 +3,6 @@ next page load (LISTEN/NOTIFY), and a refusal of a stale offer drops the stale p
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from service.settings import ServiceMisconfigured, Settings
 from tests.api.test_accounts import assert_problem
 from tests.fakes.clock import FakeClock
 from tests.ledger_fixtures import skip_unless_postgres
+from tests.usage_fixtures import wait_for
 
 GROWTH_AT_90_PERCENT = {"tier": "growth", "interval": "month", "seats": 10}
 
@@ -35,15 +35,6 @@ def seat_event(quantity: int) -> dict[str, Any]:
     }
 
 
-def wait_until(condition: Any, what: str, timeout_s: float = 10.0) -> None:
-    """A bounded wait for another thread's work; the test asserts the outcome, not its speed."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout_s} s: {what}")
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def replicas(db: Engine, settings: Settings, clock: FakeClock) -> Iterator[tuple[Any, Any]]:
     """Replicas A and B: two apps, each with its own cache and listener, on one database."""
@@ -51,7 +42,7 @@ def replicas(db: Engine, settings: Settings, clock: FakeClock) -> Iterator[tuple
     apps = [create_app(settings, clock=clock, engine=db) for _ in range(2)]
     with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
         for app in apps:
-            wait_until(app.state.change_listener.listening.is_set, "the listener is connected")
+            wait_for(app.state.change_listener.listening.is_set, "the listener is connected")
         yield a, b
 
 
@@ -80,7 +71,7 @@ def test_an_upgrade_through_one_replica_withdraws_the_offer_on_the_other(
         headers={**admin_headers, "Idempotency-Key": "click-1"},
     )
     assert bought.status_code == 200, bought.text
-    wait_until(lambda: not cached(b.app, "acme"), "B dropped the account after A's commit")
+    wait_for(lambda: not cached(b.app, "acme"), "B dropped the account after A's commit")
     # B's next page load reads the new state: the seats just bought are not offered again.
     again = seat_offers(b, admin_headers)
     assert all(o["target"]["seats"] != offer["target"]["seats"] for o in again)
@@ -120,7 +111,7 @@ def test_a_listener_that_reconnects_drops_the_whole_cache(db: Engine) -> None:
         listen_dsn(db), cache.invalidate, lambda: resets.append(1), retry_s=0.05
     ).start()
     try:
-        wait_until(listener.listening.is_set, "connected")
+        wait_for(listener.listening.is_set, "connected")
         with db.connect() as connection:
             # The server ends the listener's session, as a restart or a network cut would.
             connection.execute(
@@ -130,7 +121,7 @@ def test_a_listener_that_reconnects_drops_the_whole_cache(db: Engine) -> None:
                 {"listen": f"LISTEN {CHANNEL}"},
             )
             connection.commit()
-        wait_until(lambda: listener.connections >= 2, "reconnected")
+        wait_for(lambda: listener.connections >= 2, "reconnected")
         assert len(resets) >= 2  # once at the first connection, once after the cut
     finally:
         listener.stop()
@@ -175,7 +166,7 @@ def test_usage_ingested_through_one_replica_moves_the_others_entitlements(
 
     assert seats_used() == 0  # B caches the account's entitlements
     assert a.post("/v1/usage", json={"events": [seat_event(9)]}, headers=admin_headers).is_success
-    wait_until(
+    wait_for(
         lambda: b.app.state.entitlement_cache.get("acme", b.app.state.clock.now()) is None,
         "B dropped the entitlements after A's commit",
     )
