@@ -60,7 +60,8 @@ def test_dashboard_and_static_files_are_always_served(client: TestClient) -> Non
     dashboard = client.get("/dashboard")
     assert dashboard.status_code == 200
     assert dashboard.headers["content-type"].startswith("text/html")
-    assert "/v1/reports/nrr" in dashboard.text
+    assert '<script type="module" src="/static/dashboard.js">' in dashboard.text
+    assert "/v1/reports/nrr" in client.get("/static/dashboard.js").text
     assert not re.search(r"upk_\w", dashboard.text)
     widget = client.get("/static/upshift.js")
     assert widget.status_code == 200
@@ -68,6 +69,25 @@ def test_dashboard_and_static_files_are_always_served(client: TestClient) -> Non
     assert 'customElements.define("upshift-offers"' in widget.text
     assert client.get("/static/pages.css").status_code == 200
     assert client.get("/static/nope.js").status_code == 404
+
+
+def test_pages_forbid_inline_script_sniffing_referrers_and_framing_the_dashboard(
+    demo_client: TestClient,
+) -> None:
+    for path in ("/demo", "/dashboard"):
+        page = demo_client.get(path)
+        assert page.status_code == 200
+        policy = page.headers["content-security-policy"]
+        assert (
+            "script-src 'self';" in policy and "'unsafe-inline'" not in policy.split("style-src")[0]
+        ), path
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "no-referrer"
+        # Every script of the page is a file of ours: nothing inline for the policy to allow.
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page.text), path
+    dashboard = demo_client.get("/dashboard").headers
+    assert "frame-ancestors 'none'" in dashboard["content-security-policy"]
+    assert dashboard["x-frame-options"] == "DENY"
 
 
 def test_pages_stay_out_of_the_openapi_document() -> None:

@@ -37,6 +37,24 @@ METERED_FEATURE = "api_calls"
 DEMO_TOKEN_TTL_S = 3600
 _TOKEN_PLACEHOLDER = "__UPSHIFT_SESSION_TOKEN__"
 _NO_STORE = {"Cache-Control": "no-store"}
+# The pages run only their own files (no inline script, nothing from another host) and say so.
+_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
+_PAGE = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+DEMO_HEADERS = {
+    **_NO_STORE,
+    **_PAGE,
+    "Content-Security-Policy": f"{_POLICY}; frame-ancestors 'self'",
+}
+# A finance key is pasted into the dashboard: no other site may frame it (clickjacking).
+DASHBOARD_HEADERS = {
+    **_PAGE,
+    "Content-Security-Policy": f"{_POLICY}; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
 
 
 def static_files() -> StaticFiles:
@@ -56,7 +74,9 @@ demo = APIRouter(prefix="/demo", dependencies=[Depends(require_demo_mode)])
 @router.get("/dashboard")
 def dashboard() -> FileResponse:
     """Static: the finance key is pasted into the page and never reaches the HTML."""
-    return FileResponse(STATIC_DIR / "dashboard.html", media_type="text/html")
+    return FileResponse(
+        STATIC_DIR / "dashboard.html", media_type="text/html", headers=DASHBOARD_HEADERS
+    )
 
 
 class DemoMeter(BaseModel):
@@ -121,12 +141,12 @@ def demo_page(session: SessionDep, clock: ClockDep, signer: SignerDep) -> HTMLRe
             "<!doctype html><title>Upshift demo</title><p>The demo account is not seeded yet: "
             "start the service with <code>upshift serve --demo</code>.</p>",
             status_code=503,
-            headers=_NO_STORE,
+            headers=DEMO_HEADERS,
         )
     token, _ = issue_session_token(signer, DEMO_ACCOUNT_ID, clock.now(), DEMO_TOKEN_TTL_S)
     page = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
     return HTMLResponse(
-        page.replace(_TOKEN_PLACEHOLDER, html.escape(token, quote=True)), headers=_NO_STORE
+        page.replace(_TOKEN_PLACEHOLDER, html.escape(token, quote=True)), headers=DEMO_HEADERS
     )
 
 
