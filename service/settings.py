@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         "asks the providers on every request, which costs the offers page load a third of its "
         "throughput",
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins whose pages may call the API from the browser (the widget or the "
+        'pricing table embedded in the product): a JSON list, e.g. ["https://app.example.com"]. '
+        "None by default",
+    )
     seed_demo: bool = Field(default=False, description="Create the demo account and print a key")
     now: AwareDatetime | None = Field(
         default=None,

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 from pydantic import SecretStr
 from sqlalchemy import Engine
@@ -190,8 +191,19 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     # The frontend's page loads of cached accounts (see api.page_loads).
     app.add_middleware(PageLoadHotPath, state=app.state)
-    # Outermost: HEAD is answered as GET without the body (see api.head).
+    # HEAD is answered as GET without the body (see api.head).
     app.add_middleware(HeadAsGet)
+    if settings.cors_origins:
+        # Outermost: a preflight is answered before anything else, and every answer (the page
+        # loads' too) carries the allowed origin. Nothing is allowed unless configured.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Idempotent-Replayed", "Retry-After"],
+            max_age=600,
+        )
     install_problem_handlers(app)
     for module in (
         health,
