@@ -22,6 +22,7 @@ from service.adapters.db import make_engine, make_session_factory
 from service.adapters.stripe_api import StripeBilling, StripeNotConfigured, connect_stripe
 from service.api.collector import freeze_survivors, tend_collector
 from service.api.deps import single_valued_query
+from service.api.docs import install_docs
 from service.api.head import HeadAsGet
 from service.api.metrics import MetricsMiddleware, RequestMetrics
 from service.api.offer_page import OffersPage
@@ -169,6 +170,8 @@ def create_app(
         ),
         lifespan=lifespan,
         dependencies=[Depends(single_valued_query)],
+        docs_url=None,  # served from the installed package, not a CDN (see api.docs)
+        redoc_url=None,
         telemetry=telemetry_config(settings),
     )
     app.state.settings = settings
@@ -221,4 +224,5 @@ def create_app(
     ):
         app.include_router(module.router)
     app.mount("/static", pages.static_files(), name="static")
+    install_docs(app)
     return app
