@@ -68,6 +68,12 @@ def serve(host: str, port: int, demo: bool | None, workers: int) -> None:
             err=True,
         )
         sys.exit(2)
+    busy = _port_taken(host, port)
+    if busy:
+        # Before anything is seeded or printed: a key shown for a service that never ran is a
+        # key nobody meant to create.
+        click.echo(f"cannot serve on {host}:{port}: {busy}", err=True)
+        sys.exit(2)
     try:
         app = create_app(settings)  # also checks the catalog, Stripe and token settings
     except (CatalogError, StripeNotConfigured, ServiceMisconfigured) as exc:
@@ -104,31 +110,17 @@ def serve(host: str, port: int, demo: bool | None, workers: int) -> None:
     )
 
 
-@main.group()
-def keys() -> None:
-    """Server API keys."""
-
-
-@keys.command("create")
-@click.option("--scopes", required=True, help="Comma-separated: admin, ingest, finance")
-@click.option("--name", default="cli", show_default=True)
-def keys_create(scopes: str, name: str) -> None:
-    """Create a key and print it once; only its hash is stored."""
-    from service.adapters.db import make_engine, make_session_factory, transaction
-    from service.domain.errors import DomainError
-    from service.ports import clock_at
-    from service.services.api_keys import create_key, parse_scopes
+def _port_taken(host: str, port: int) -> str | None:
+    """Why the service could not listen on host:port (in use, not permitted), else None."""
+    import socket
 
     try:
-        parsed = parse_scopes(scopes.split(","))
-    except DomainError as exc:
-        raise click.BadParameter(exc.detail, param_hint="--scopes") from None
-    settings = Settings()
-    engine = make_engine(settings.database_url)
-    with transaction(make_session_factory(engine)) as session:
-        raw_key = create_key(session, clock_at(settings.now), name, parsed)
-    engine.dispose()
-    click.echo(raw_key)
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 @main.group()
@@ -173,9 +165,10 @@ def openapi(output: Path) -> None:
 
 
 def _register_area_commands() -> None:
-    from service.commands import billing, ledger, signals
+    from service.commands import billing, keys, ledger, signals
 
     main.add_command(billing.billing)
+    main.add_command(keys.keys)
     main.add_command(signals.signals)
     main.add_command(ledger.ledger)
     main.add_command(ledger.report)

@@ -82,6 +82,33 @@ def statement_reads(factory: sessionmaker[Session]) -> Iterator[Session]:
             yield session
 
 
+def missing_database(url: str) -> str | None:
+    """Why `url` names no usable database yet (an SQLite file that does not exist), else None.
+    Commands other than serve and migrate check it first, so that they create nothing."""
+    if not url.startswith("sqlite"):
+        return None
+    database = url.split("///", 1)[-1]
+    if not database or database == ":memory:" or Path(database).exists():
+        return None
+    return (
+        f"no database at {Path(database).resolve()}: run this from the directory where "
+        "`upshift serve` runs (or set UPSHIFT_DATABASE_URL); `upshift migrate` creates it"
+    )
+
+
+def is_migrated(engine: Engine) -> bool:
+    """Whether the schema is at the latest revision (Alembic's head)."""
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    with engine.connect() as connection:
+        return set(MigrationContext.configure(connection).get_current_heads()) == heads
+
+
 def ping(engine: Engine) -> None:
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))

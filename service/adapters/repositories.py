@@ -66,6 +66,9 @@ class ApiKeyRepository:
         self.session.add(row)
         self.session.flush()
 
+    def all(self) -> list[ApiKeyRow]:
+        return list(self.session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at)))
+
     def revoke(self, key_id: str, when: datetime) -> bool:
         row = self.session.get(ApiKeyRow, key_id)
         if row is None or row.revoked_at is not None:

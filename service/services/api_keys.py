@@ -77,3 +77,14 @@ def authenticate(session: Session, raw_key: str) -> Principal | None:
     if row is None:
         return None
     return Principal(key_id=row.id, scopes=frozenset(Scope(s) for s in row.scopes))
+
+
+def list_keys(session: Session) -> list[ApiKeyRow]:
+    """Every key, oldest first: its id, name, visible prefix, scopes and dates (never a hash)."""
+    return ApiKeyRepository(session).all()
+
+
+def revoke_key(session: Session, clock: Clock, key_id: str) -> bool:
+    """Revoke a key at once (every replica checks keys in the database); False if there is no
+    such key or it was revoked already."""
+    return ApiKeyRepository(session).revoke(key_id, clock.now())
