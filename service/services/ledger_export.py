@@ -223,7 +223,9 @@ def _pyarrow() -> tuple[Any, Any]:
         import pyarrow.parquet
     except ImportError:
         raise ParquetUnavailable(
-            "parquet export needs pyarrow: pip install 'upshift[parquet]'", field="format"
+            "parquet export needs pyarrow: pip install -e '.[parquet]' in a source checkout "
+            "(pip install 'upshift[parquet]' from a package index)",
+            field="format",
         ) from None
     return pyarrow, pyarrow.parquet
 

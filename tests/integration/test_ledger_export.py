@@ -185,5 +185,5 @@ def test_cli_export_parquet_without_pyarrow_says_how_to_get_it(
     output = tmp_path / "ledger.parquet"
     result = cli.invoke(main, ["ledger", "export", "--format", "parquet", "-o", str(output)])
     assert result.exit_code == 1
-    assert "parquet export needs pyarrow: pip install 'upshift[parquet]'" in result.output
+    assert "parquet export needs pyarrow: pip install -e '.[parquet]' in a source" in result.output
     assert not output.exists()
