@@ -120,13 +120,19 @@ def candidates(
         if percent is not None and warn is not None and percent >= warn:
             pressured.append((feature, 100 if _hit(signals, feature) else percent))
 
+    # Under seat pressure, the fewest seats that bring utilization down to the target (ceiling
+    # division): the seat offer adds them, and any step up to a bigger tier includes them, so a
+    # customer at 100% is not left at 100% (within the new tier's range).
+    wanted: int | None = None
+    if any(feature == SEATS_FEATURE for feature, _ in pressured):
+        active = usage[SEATS_FEATURE].used
+        wanted = max(plan.seats + 1, -(-active * 100 // SEAT_TARGET_UTILIZATION_PERCENT))
+
     for feature, strength in pressured:
         reason = f"{feature}_at_{min(_utilization(usage[feature]) or 0, 999)}_percent"
         ids = _signal_ids(signals, feature)
         if feature == SEATS_FEATURE:
-            active = usage[feature].used
-            # Ceiling division: the fewest seats that bring utilization down to the target.
-            wanted = max(plan.seats + 1, -(-active * 100 // SEAT_TARGET_UTILIZATION_PERCENT))
+            assert wanted is not None
             seats = min(tier.seats.max, wanted)
             if seats > plan.seats:
                 found.append(
@@ -163,7 +169,9 @@ def candidates(
             found.append(
                 OfferCandidate(
                     OfferEngine.upsell,
-                    moved_to_tier(catalog, plan, upsell_to),
+                    moved_to_tier(
+                        catalog, plan, upsell_to, seats=_sized(catalog, upsell_to, wanted)
+                    ),
                     upsell_to,
                     (reason, f"{upsell_to}_raises_{feature}"),
                     ids,
@@ -185,7 +193,9 @@ def candidates(
             found.append(
                 OfferCandidate(
                     OfferEngine.upsell,
-                    moved_to_tier(catalog, plan, next_tier),
+                    moved_to_tier(
+                        catalog, plan, next_tier, seats=_sized(catalog, next_tier, wanted)
+                    ),
                     next_tier,
                     tuple(f"{next_tier}_unlocks_{key}" for key in unlocked),
                     (),
@@ -210,6 +220,15 @@ def candidates(
             )
         )
     return _dedupe(found)
+
+
+def _sized(catalog: Catalog, tier_key: str, wanted: int | None) -> int | None:
+    """The seats of a step up to `tier_key`: `wanted` (seat pressure) within the tier's range;
+    None (no pressure): moved_to_tier's default."""
+    if wanted is None:
+        return None
+    seats = catalog.tiers[tier_key].seats
+    return min(seats.max, max(wanted, seats.included))
 
 
 def _dedupe(found: list[OfferCandidate]) -> list[OfferCandidate]:

@@ -69,7 +69,37 @@ def test_high_seat_utilization_offers_seats_and_a_bigger_tier(catalog: Catalog) 
     assert found[OfferEngine.seat].reasons == ("seats_at_90_percent",)
     assert found[OfferEngine.seat].signal_ids == ("sig1",)
     assert found[OfferEngine.upsell].target_tier == "business"
-    assert found[OfferEngine.upsell].target == Plan("business", Interval.month, 10, {})
+    # Offered for seat pressure, the bigger tier is sized like the seat offer (issue 15, 7).
+    assert found[OfferEngine.upsell].target == Plan("business", Interval.month, 12, {})
+
+
+def test_a_tier_upsell_for_seats_at_the_limit_does_not_leave_the_customer_at_100_percent(
+    catalog: Catalog,
+) -> None:
+    """Starter/10 with 10 active seats: Growth with 10 seats would still be full."""
+    starter = Plan("starter", Interval.month, 10, {})
+    case = Case(starter, {"seats": Use(10, 10)}, Signals((Cross("sig1", "seats", "limit"),)))
+    upsells = [o for o in offers_for(catalog, case) if o.engine is OfferEngine.upsell]
+    [growth_offer] = [o for o in upsells if o.target_tier == "growth"]
+    assert growth_offer.target is not None
+    assert growth_offer.target.seats == 14  # ceil(10 / 75 %)
+    assert 10 * 100 // growth_offer.target.seats <= 75
+
+
+def test_a_seat_sized_upsell_stays_within_the_new_tiers_range(catalog: Catalog) -> None:
+    case = Case(growth(50), {"seats": Use(50, 50)}, Signals((Cross("sig1", "seats", "limit"),)))
+    upsell = next(o for o in offers_for(catalog, case) if o.engine is OfferEngine.upsell)
+    assert upsell.target is not None and upsell.target_tier == "business"
+    assert upsell.target.seats == 67  # ceil(50 / 75 %), within Business's 10-200
+    full = Case(
+        Plan("business", Interval.month, 200, {}),
+        {"seats": Use(200, 200)},
+        Signals((Cross("sig1", "seats", "limit"),)),
+    )
+    assert all(
+        o.target is None or o.target.seats <= catalog.tiers[o.target_tier].seats.max
+        for o in offers_for(catalog, full)
+    )
 
 
 def test_seat_offer_never_exceeds_the_tier_maximum(catalog: Catalog) -> None:
