@@ -39,7 +39,7 @@ from service.adapters.ledger_tables import (
     LedgerEntryRow,
     LedgerMonthFlowRow,
 )
-from service.adapters.offer_tables import OfferImpressionRow
+from service.adapters.offer_tables import OfferImpressionRow, OfferViewRow
 
 E = LedgerEntryRow
 F = LedgerMonthFlowRow
@@ -681,27 +681,41 @@ def rebuild_month_flows(connection: Connection) -> int:
 
 def funnel_counts(
     connection: Connection, start: datetime, end: datetime
-) -> list[tuple[str, bool, int, int]]:
-    """(engine, in window, impressions, accepted offers) of offers shown in [start, end).
+) -> list[tuple[str, bool, int, int, int]]:
+    """(engine, in window, served, seen, accepted) per engine and window.
 
-    An offer counts as accepted when a ledger entry carries its offer id; an offer shown several
-    times is accepted once, so accepted never exceeds impressions.
+    Served: offers the API returned in [start, end), one per page load. Seen: offers the
+    frontend reported as displayed in [start, end), once per offer id, counted only where that
+    offer was served to that account. Accepted: those seen offers a ledger entry carries, so
+    accepted <= seen <= served's distinct offers.
     """
-    accepted = select(E.offer_id).where(E.offer_id.is_not(None)).distinct().subquery("accepted")
-    i = OfferImpressionRow
-    statement = (
-        select(
-            i.engine,
-            i.in_activation_window,
-            func.count(),
-            func.count(distinct(case((accepted.c.offer_id.is_not(None), i.offer_id)))),
-        )
-        .outerjoin(accepted, accepted.c.offer_id == i.offer_id)
+    i, v = OfferImpressionRow, OfferViewRow
+    counts: dict[tuple[str, bool], list[int]] = {}
+    served = (
+        select(i.engine, i.in_activation_window, func.count())
         .where(i.shown_at >= start, i.shown_at < end)
         .group_by(i.engine, i.in_activation_window)
     )
-    rows = connection.execute(statement)
-    return [(row[0], bool(row[1]), int(row[2]), int(row[3])) for row in rows]
+    for engine, inside, count in connection.execute(served):
+        counts.setdefault((engine, bool(inside)), [0, 0, 0])[0] = int(count)
+    accepted = select(E.offer_id).where(E.offer_id.is_not(None)).distinct().subquery("accepted")
+    seen = (
+        select(
+            i.engine,
+            i.in_activation_window,
+            func.count(distinct(v.offer_id)),
+            func.count(distinct(case((accepted.c.offer_id.is_not(None), v.offer_id)))),
+        )
+        .select_from(v)
+        .join(i, (i.offer_id == v.offer_id) & (i.account_id == v.account_id))
+        .outerjoin(accepted, accepted.c.offer_id == v.offer_id)
+        .where(v.seen_at >= start, v.seen_at < end)
+        .group_by(i.engine, i.in_activation_window)
+    )
+    for engine, inside, seen_count, accepted_count in connection.execute(seen):
+        bucket = counts.setdefault((engine, bool(inside)), [0, 0, 0])
+        bucket[1], bucket[2] = int(seen_count), int(accepted_count)
+    return [(engine, inside, *bucket) for (engine, inside), bucket in counts.items()]
 
 
 def first_expansion_days(

@@ -33,3 +33,19 @@ class OfferImpressionRow(Base):
     shown_at: Mapped[datetime]
 
     __table_args__ = (Index("ix_offer_impressions_account_shown", "account_id", "shown_at"),)
+
+
+class OfferViewRow(Base):
+    """An offer the customer actually saw, reported by the frontend: once per offer id.
+
+    The funnel counts these, not the offers the API served (a page may receive several offers
+    and show one, and refresh often). Engine and window come from the offer's impression row,
+    joined by offer id, so a report of an offer never served to that account counts nowhere.
+    """
+
+    __tablename__ = "offer_views"
+
+    # Keyed by account too: a report naming another account's offer id cannot shadow its view.
+    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    offer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(index=True)

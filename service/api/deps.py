@@ -151,7 +151,7 @@ def account_reader(scope: Scope) -> Callable[..., Awaitable[Principal]]:
 
 
 account_principal = account_reader(Scope.admin)
-entitlement_principal = account_reader(Scope.ingest)
+product_principal = account_reader(Scope.ingest)
 
 
 def session_principal(state: Any, raw: str, account_id: str) -> Principal:
@@ -191,8 +191,9 @@ AdminDep = Annotated[Principal, Depends(require_scope(Scope.admin))]
 IngestDep = Annotated[Principal, Depends(require_scope(Scope.ingest, get_principal_in_transaction))]
 FinanceDep = Annotated[Principal, Depends(require_scope(Scope.finance))]
 AccountAccessDep = Annotated[Principal, Depends(account_principal)]
-# The product's backend (ingest key) gates features too, as does its frontend (session token).
-EntitlementAccessDep = Annotated[Principal, Depends(entitlement_principal)]
+# What the product reports or asks about one account from its backend (ingest key) or its
+# frontend (session token): entitlement checks, offers its customer saw.
+ProductAccessDep = Annotated[Principal, Depends(product_principal)]
 
 
 def renew_first(state: Any, account_id: str, now: datetime) -> None:

@@ -140,9 +140,13 @@ class PeriodReportOut(BaseModel):
 class FunnelRowOut(BaseModel):
     engine: Engine
     in_activation_window: bool
-    impressions: int
-    accepted: int
-    conversion: Ratio
+    served: int = Field(description="Offers the API returned, one per page load")
+    seen: int = Field(
+        description="Distinct offers the frontend reported as displayed "
+        "(PUT /v1/accounts/{account_id}/seen-offers/{offer_id})"
+    )
+    accepted: int = Field(description="Seen offers the customer took")
+    conversion: Ratio = Field(description="accepted / seen; null when nothing was seen")
 
 
 class OfferFunnelOut(BaseModel):

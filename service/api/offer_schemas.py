@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
+from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, Field, StrictInt
 
 from service.api.schemas import AddonQuantities, MoneyOut, Strict
@@ -183,3 +184,19 @@ def offers_payload(result: AccountOffers) -> dict[str, object]:
         "in_activation_window": result.in_activation_window,
         "offers": [offer_payload(offer) for offer in result.offers],
     }
+
+
+OfferIdPath = Annotated[
+    str,
+    Path(
+        pattern=r"^off_[0-9a-f]{24}$",
+        description="The `id` of an offer from GET /v1/accounts/{account_id}/upgrade-offers",
+        examples=["off_3f9a1c0b7d2e4f5a6b7c8d9e"],
+    ),
+]
+
+
+class OfferSeenOut(BaseModel):
+    account_id: str
+    offer_id: str
+    seen_at: datetime = Field(description="When the offer was first reported seen")

@@ -163,11 +163,13 @@ def nrr(start: datetime, end: datetime, granularity: str, as_json: bool) -> None
     for item in document["periods"]:
         click.echo(_row(item))
     funnel = document["offer_funnel"]
-    click.echo("\noffer funnel   engine     window   impressions  accepted  conversion")
+    click.echo(
+        "\noffer funnel   engine     window     served      seen  accepted  conversion (of seen)"
+    )
     for row in funnel["rows"]:
         window = "inside" if row["in_activation_window"] else "outside"
         click.echo(
-            f"               {row['engine']:<10} {window:<8} {row['impressions']:>11}  "
+            f"               {row['engine']:<10} {window:<8} {row['served']:>8}  {row['seen']:>8}  "
             f"{row['accepted']:>8}  {row['conversion'] or '-':>10}"
         )
     median = funnel["median_days_to_first_expansion"] or "-"

@@ -813,58 +813,82 @@ def in_activation_window(days_since_activation: int | None, window_days: int) ->
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OfferImpression:
-    """One offer shown to an account, and whether it was accepted as an upgrade."""
+    """One offer served to an account (one page load), whether the customer saw it (the frontend
+    reported it displayed) and whether it was accepted as an upgrade."""
 
     engine: Engine
-    accepted: bool
+    offer_id: str
+    seen: bool = False
+    accepted: bool = False
     days_since_activation: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "engine", Engine(self.engine))
-        if not isinstance(self.accepted, bool):
-            raise TypeError("accepted must be a bool")
+        if not isinstance(self.accepted, bool) or not isinstance(self.seen, bool):
+            raise TypeError("seen and accepted must be bools")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FunnelRow:
-    """Impressions, accepted upgrades and conversion of one engine, in or out of the window."""
+    """One engine, in or out of the window: offers served (every one the API returned, per page
+    load), seen (distinct offers a customer saw), accepted (seen offers taken) and conversion
+    (accepted / seen: of what customers saw, not of what the API sent)."""
 
     engine: Engine
     in_window: bool
-    impressions: int
+    served: int
+    seen: int
     accepted: int
     conversion: Decimal | None
 
 
-def funnel_row(engine: Engine, *, in_window: bool, impressions: int, accepted: int) -> FunnelRow:
+def funnel_row(
+    engine: Engine, *, in_window: bool, served: int, seen: int, accepted: int
+) -> FunnelRow:
     """A funnel row from counts, e.g. straight from a SQL GROUP BY."""
-    _require_non_negative(impressions, "impressions")
-    if _require_non_negative(accepted, "accepted") > impressions:
-        raise ValueError("accepted upgrades cannot exceed impressions")
+    _require_non_negative(served, "served")
+    _require_non_negative(seen, "seen")
+    if _require_non_negative(accepted, "accepted") > seen:
+        raise ValueError("accepted offers cannot exceed the offers seen")
     return FunnelRow(
         engine=Engine(engine),
         in_window=in_window,
-        impressions=impressions,
+        served=served,
+        seen=seen,
         accepted=accepted,
-        conversion=ratio(accepted, impressions),
+        conversion=ratio(accepted, seen),
     )
 
 
 def offer_funnel(impressions: Iterable[OfferImpression], *, window_days: int) -> list[FunnelRow]:
-    """Conversion per engine, in and out of the post-activation window.
+    """Conversion of the offers customers saw, per engine, in and out of the activation window.
 
-    Every engine gets both rows, even with no impressions, so dashboards have a stable shape;
-    ordered by engine, inside-the-window first.
+    Served counts every impression; seen and accepted count distinct offers, so an offer served
+    on ten page loads, seen and accepted counts 10 / 1 / 1. Every engine gets both rows, even
+    empty ones, so dashboards have a stable shape; ordered by engine, inside-the-window first.
     """
-    counts = {(engine, inside): [0, 0] for engine in Engine for inside in (True, False)}
+    served = {(engine, inside): 0 for engine in Engine for inside in (True, False)}
+    seen: dict[tuple[Engine, bool], set[str]] = {key: set() for key in served}
+    accepted: dict[tuple[Engine, bool], set[str]] = {key: set() for key in served}
     for impression in impressions:
-        inside = in_activation_window(impression.days_since_activation, window_days)
-        bucket = counts[(impression.engine, inside)]
-        bucket[0] += 1
-        bucket[1] += int(impression.accepted)
+        key = (
+            impression.engine,
+            in_activation_window(impression.days_since_activation, window_days),
+        )
+        served[key] += 1
+        if impression.seen:
+            seen[key].add(impression.offer_id)
+            if impression.accepted:
+                accepted[key].add(impression.offer_id)
     return [
-        funnel_row(engine, in_window=inside, impressions=shown, accepted=accepted)
-        for (engine, inside), (shown, accepted) in counts.items()
+        funnel_row(
+            engine,
+            in_window=inside,
+            served=count,
+            seen=len(seen[(engine, inside)]),
+            accepted=len(accepted[(engine, inside)]),
+        )
+        for (engine, inside), count in served.items()
     ]
 
 

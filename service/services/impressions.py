@@ -21,6 +21,8 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.offer_tables import OfferImpressionRow
+from service.adapters.offer_view_repository import OfferViewRepository
+from service.services.accounts import get_account
 
 log = logging.getLogger("upshift.impressions")
 
@@ -202,3 +204,10 @@ class ImpressionBuffer:
         while not self._stop.wait(self.interval_s):
             with contextlib.suppress(Exception):  # logged in flush; the rows stay pending
                 self.flush()
+
+
+def record_offer_seen(session: Session, account_id: str, offer_id: str, now: datetime) -> datetime:
+    """The funnel's "seen": the frontend displayed this offer to the account's customer. Once per
+    offer id (the first report's moment is kept); returns that moment. The account must exist."""
+    get_account(session, account_id)
+    return OfferViewRepository(session).record(account_id, offer_id, now)

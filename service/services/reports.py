@@ -205,17 +205,17 @@ def offer_funnel_from_sql(
     connection: sa.Connection, start: datetime, end: datetime
 ) -> list[FunnelRow]:
     """Every engine in and out of the post-activation window, like domain.ledger.offer_funnel."""
-    counts = {(engine, inside): (0, 0) for engine in Engine for inside in (True, False)}
-    for engine_name, inside, shown, accepted in funnel_counts(connection, start, end):
+    counts = {(engine, inside): (0, 0, 0) for engine in Engine for inside in (True, False)}
+    for engine_name, inside, served, seen, accepted in funnel_counts(connection, start, end):
         try:
             engine = Engine(engine_name)
         except ValueError:
             continue  # an offer kind no ledger engine matches has no place in this funnel
-        shown_before, accepted_before = counts[(engine, inside)]
-        counts[(engine, inside)] = (shown_before + shown, accepted_before + accepted)
+        before = counts[(engine, inside)]
+        counts[(engine, inside)] = (before[0] + served, before[1] + seen, before[2] + accepted)
     return [
-        funnel_row(engine, in_window=inside, impressions=shown, accepted=accepted)
-        for (engine, inside), (shown, accepted) in counts.items()
+        funnel_row(engine, in_window=inside, served=served, seen=seen, accepted=accepted)
+        for (engine, inside), (served, seen, accepted) in counts.items()
     ]
 
 
@@ -299,7 +299,8 @@ def report_document(report: NrrReport) -> dict[str, Any]:
                 {
                     "engine": row.engine.value,
                     "in_activation_window": row.in_window,
-                    "impressions": row.impressions,
+                    "served": row.served,
+                    "seen": row.seen,
                     "accepted": row.accepted,
                     "conversion": _ratio(row.conversion),
                 }

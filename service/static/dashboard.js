@@ -238,19 +238,21 @@ function renderFunnel() {
   const note = el("p", { class: "muted" }, median === null
     ? "No first expansion after activation in this range yet."
     : `Median days from activation to first expansion: ${median}.`);
-  const shown = funnel.rows.filter((r) => r.impressions > 0 || r.accepted > 0);
+  const shown = funnel.rows.filter((r) => r.served > 0 || r.seen > 0);
   if (!shown.length) {
     box.replaceChildren(el("p", { class: "muted" }, "No offers shown in this range."), note);
     return;
   }
   const table = el("table", { "data-testid": "funnel-table" },
-    el("caption", { class: "sr-only" }, "Offers shown and accepted, per engine"),
-    el("thead", {}, el("tr", {}, ["Engine", "Activation window", "Shown", "Accepted", "Conversion"]
+    el("caption", { class: "sr-only" },
+      "Offers served by the API, seen by customers and accepted, per engine; conversion is accepted of seen"),
+    el("thead", {}, el("tr", {}, ["Engine", "Activation window", "Served", "Seen", "Accepted", "Conversion"]
       .map((name) => el("th", { scope: "col" }, name)))),
     el("tbody", {}, shown.map((r) => el("tr", {},
       el("th", { scope: "row" }, r.engine),
       el("td", {}, r.in_activation_window ? "inside" : "outside"),
-      el("td", {}, r.impressions), el("td", {}, r.accepted), el("td", {}, percent(r.conversion))))));
+      el("td", {}, r.served), el("td", {}, r.seen), el("td", {}, r.accepted),
+      el("td", {}, percent(r.conversion))))));
   box.replaceChildren(table, note);
 }
 

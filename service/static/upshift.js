@@ -5,6 +5,9 @@
 //
 // Events (bubbling, composed): `upshift-upgraded` (detail: the upgrade response) and
 // `upshift-session-expired` (the host should issue a new session token and set the attribute).
+//
+// The offer funnel counts offers customers saw: once an offer's card is at least half on screen,
+// the widget reports it (PUT .../seen-offers/{offer id}, once per offer id).
 
 const REQUEST_TIMEOUT_MS = 15000;
 const CHANGED_CODES = new Set(["quote_changed", "state_changed", "offer_expired"]);
@@ -125,13 +128,42 @@ export class UpshiftOffers extends HTMLElement {
     this.pendingKey = null; // the Idempotency-Key of the confirmed click, until it has an answer
     this.inFlight = false;
     this.loadSeq = 0;
+    this.seenIds = new Set(); // offers reported seen (or being reported)
+    this.unseen = null; // the offer on display, until it has been on screen
+    this.onScreen = false;
   }
 
   connectedCallback() {
+    if (!this.visibility && typeof IntersectionObserver === "function") {
+      this.visibility = new IntersectionObserver((entries) => {
+        this.onScreen = entries.some((entry) => entry.isIntersecting);
+        this.reportSeen();
+      }, { threshold: 0.5 });
+      this.visibility.observe(this.card);
+    }
     if (!this.started) {
       this.started = true;
       this.refresh();
     }
+  }
+
+  disconnectedCallback() {
+    if (this.visibility) this.visibility.disconnect();
+    this.visibility = null;
+    this.onScreen = false;
+  }
+
+  // The funnel's "seen": the offer on display, once it is on screen, once per offer id. A failed
+  // report is forgotten, so the next time the offer is on screen it is reported again.
+  reportSeen() {
+    const offer = this.unseen;
+    const visible = this.onScreen || typeof IntersectionObserver !== "function";
+    if (!offer || !visible || this.seenIds.has(offer.id)) return;
+    this.unseen = null;
+    this.seenIds.add(offer.id);
+    const forget = () => this.seenIds.delete(offer.id);
+    this.request(`${this.accountPath}/seen-offers/${encodeURIComponent(offer.id)}`, { method: "PUT" })
+      .then((response) => { if (response.status !== 200) forget(); }, forget);
   }
 
   attributeChangedCallback(_name, before, after) {
@@ -210,7 +242,11 @@ export class UpshiftOffers extends HTMLElement {
     if (offers.status !== 200) {
       return this.fail(this.problemText(offers.body, "We could not load your plan."));
     }
-    const top = offers.body.offers[0] || null;
+    this.showOffers(offers.body.offers, notice);
+  }
+
+  showOffers(offers, notice = null) {
+    const top = offers[0] || null;
     this.offer = top;
     const due = top && top.quote ? formatMoney(top.quote.amount_due_now, this.locale) : null;
     if (notice && notice.kind === "changed") {
@@ -279,6 +315,7 @@ export class UpshiftOffers extends HTMLElement {
         new CustomEvent("upshift-upgraded", { bubbles: true, composed: true, detail: response.body }),
       );
       this.show("success", `Upgrade complete. Charged ${formatMoney(response.body.amount_charged, this.locale)}.`, true);
+      await this.reloadAfterUpgrade();
     } else if (response.status >= 500 || response.status === 429) {
       // Not an answer about the upgrade itself: the same click may be retried with its key.
       this.retryText = this.problemText(problem, "Billing is unavailable right now.");
@@ -304,9 +341,31 @@ export class UpshiftOffers extends HTMLElement {
     }
   }
 
+  // The plan changed: read the meters (new limits, seats) and the offers again at once, while the
+  // success message stays up, so nothing on screen describes the plan before the upgrade.
+  async reloadAfterUpgrade() {
+    const seq = ++this.loadSeq;
+    const [usage, offers] = await Promise.all([
+      this.request(`${this.accountPath}/usage`).catch(() => null),
+      this.request(`${this.accountPath}/upgrade-offers`).catch(() => null),
+    ]);
+    if (seq !== this.loadSeq || this.state !== "success") return;
+    if (usage && usage.status === 200) this.usage = usage.body.features;
+    this.nextOffers = offers && offers.status === 200 ? offers.body.offers : null;
+    this.show("success", null);
+  }
+
   done() {
     this.result = null;
     this.offer = null;
+    const next = this.nextOffers;
+    this.nextOffers = null;
+    if (next) {
+      this.notice = null;
+      this.showOffers(next);
+      this.focusHeading();
+      return;
+    }
     this.state = "loading";
     this.refresh().then(() => this.focusHeading());
   }
@@ -318,11 +377,13 @@ export class UpshiftOffers extends HTMLElement {
   show(state, announcement, moveFocus = false) {
     const hadFocus = this.root.activeElement !== null;
     this.state = state;
+    this.unseen = state === "offer" ? this.offer : null;
     this.setAttribute("state", state);
     this.card.setAttribute("aria-busy", String(state === "loading" || state === "upgrading"));
     this.card.replaceChildren(...this.view().filter(Boolean));
     if (announcement) this.announce(announcement);
     if (moveFocus || hadFocus) this.focusPrimary();
+    this.reportSeen();
   }
 
   announce(text) {

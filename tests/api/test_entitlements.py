@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.api.deps import entitlement_principal
+from service.api.deps import product_principal
 from service.domain.entitlements import entitlement_of, entitlements_of
 from service.domain.periods import Period
 from service.domain.usage import FeatureUsage, UsageSnapshot
@@ -162,7 +162,7 @@ def test_the_page_load_path_answers_exactly_as_the_route(
     def not_reached() -> None:
         raise AssertionError("the FastAPI route was reached")
 
-    app.dependency_overrides[entitlement_principal] = not_reached
+    app.dependency_overrides[product_principal] = not_reached
     try:
         second = client.get("/v1/accounts/acme/entitlements", headers=browser)  # cached
     finally:

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from service.adapters.db import make_session_factory, transaction
-from service.adapters.offer_tables import OfferImpressionRow
+from service.adapters.offer_tables import OfferImpressionRow, OfferViewRow
 from service.cli import main
 from service.domain.ledger import Engine as LedgerEngine
 from tests.api.test_accounts import assert_problem
@@ -213,6 +213,14 @@ def test_offer_funnel_and_days_to_first_expansion(
                 impression("o3", "a3", "seat", inside=False, days=40),
                 impression("o4", "a4", "upsell", inside=False, days=None),
                 impression("o5", "a4", "upsell", inside=False, days=None),
+                # What the frontend reported seen: o2 never was; a view of o2 reported for
+                # another account, and of an offer never served, count nowhere.
+                OfferViewRow(account_id="a1", offer_id="o1", seen_at=at(2026, 1, 10)),
+                OfferViewRow(account_id="a3", offer_id="o3", seen_at=at(2026, 1, 10)),
+                OfferViewRow(account_id="a4", offer_id="o4", seen_at=at(2026, 1, 10)),
+                OfferViewRow(account_id="a4", offer_id="o5", seen_at=at(2026, 1, 10)),
+                OfferViewRow(account_id="a3", offer_id="o2", seen_at=at(2026, 1, 10)),
+                OfferViewRow(account_id="a1", offer_id="o9", seen_at=at(2026, 1, 10)),
             ]
         )
     # The PUTs booked 2,900 each on 2026-11-10; these upgrades come later.
@@ -232,12 +240,15 @@ def test_offer_funnel_and_days_to_first_expansion(
     assert rows[("seat", True)] == {
         "engine": "seat",
         "in_activation_window": True,
-        "impressions": 3,
+        "served": 3,  # o1 twice, o2 once
+        "seen": 1,  # o1: conversion is of what customers saw, not of what the API sent
         "accepted": 1,
-        "conversion": "0.3333",
+        "conversion": "1.0000",
     }
     assert (rows[("seat", False)]["accepted"], rows[("seat", False)]["conversion"]) == (1, "1.0000")
-    assert (rows[("upsell", False)]["impressions"], rows[("upsell", False)]["accepted"]) == (2, 1)
+    upsell = rows[("upsell", False)]
+    assert (upsell["served"], upsell["seen"], upsell["accepted"]) == (2, 2, 1)
+    assert upsell["conversion"] == "0.5000"
     assert rows[("addon", True)]["conversion"] is None
     # First expansions: a1 after 3 days, a4 after 12, a3 after 40 -> median 12.
     assert funnel["median_days_to_first_expansion"] == "12"

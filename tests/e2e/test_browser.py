@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from tests.e2e.browser import PHONE, TIMEOUT_MS, browser_missing, screenshot
 from tests.fakes.clock import FakeClock
+from tests.usage_fixtures import wait_for
 
 if browser_missing():
     pytest.skip(f"browser tests skipped: {browser_missing()}", allow_module_level=True)
@@ -51,6 +52,15 @@ def account(http: httpx.Client, admin_headers: dict[str, str]) -> dict[str, Any]
     return http.get("/v1/accounts/demo", headers=admin_headers).json()
 
 
+def seat_funnel(http: httpx.Client, finance_headers: dict[str, str]) -> tuple[int, int, int]:
+    """(served, seen, accepted) of seat offers this year, in and out of the activation window."""
+    year = {"from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"}
+    response = http.get("/v1/reports/nrr", params=year, headers=finance_headers)
+    assert response.status_code == 200, response.text
+    rows = [r for r in response.json()["offer_funnel"]["rows"] if r["engine"] == "seat"]
+    return tuple(sum(r[name] for r in rows) for name in ("served", "seen", "accepted"))
+
+
 def open_seat_offer(page: Any, base_url: str) -> None:
     page.goto(f"{base_url}/demo")
     wait_state(page, "none")
@@ -61,6 +71,7 @@ def open_seat_offer(page: Any, base_url: str) -> None:
 
 def test_upgrade_from_the_demo_page_with_the_keyboard(
     page: Any,
+    demo_app: FastAPI,
     base_url: str,
     http: httpx.Client,
     admin_headers: dict[str, str],
@@ -102,6 +113,9 @@ def test_upgrade_from_the_demo_page_with_the_keyboard(
     expect(page.get_by_role("button", name="Done")).to_be_focused()
     expect(page.locator("upshift-offers .status")).to_have_text("Upgrade complete. Charged $9.00.")
     expect(page.locator("#readout")).to_contain_text("3 active of 4 seats")
+    if page.get_attribute("upshift-offers", "usage-unavailable") is None:
+        # The meters are read again as soon as the upgrade succeeds, not when Done is clicked.
+        expect(page.get_by_test_id("meters")).to_contain_text("3 of 4 seats in use")
     screenshot(page, "demo-desktop-success")
 
     state = account(http, admin_headers)
@@ -110,6 +124,10 @@ def test_upgrade_from_the_demo_page_with_the_keyboard(
     assert len(written) == 1
     assert (written[0]["kind"], written[0]["engine"]) == ("expansion", "seat")
     assert written[0]["mrr_delta_minor"] == 900 and written[0]["offer_id"].startswith("off_")
+    # The funnel: the one offer the widget displayed was seen, once, and accepted.
+    demo_app.state.impressions.flush()  # served offers are written off the request path
+    wait_for(lambda: seat_funnel(http, finance_headers)[1] == 1, "the widget reported the offer")
+    assert seat_funnel(http, finance_headers)[1:] == (1, 1)
 
     page.keyboard.press("Enter")  # Done: back to the plan, the offer is gone at 3 of 4 seats
     wait_state(page, "none")
@@ -304,6 +322,9 @@ def test_dashboard_shows_the_new_movement_and_exports_csv(
     http.post("/demo/simulate", json={"seats": 3}).raise_for_status()
     offers = http.get("/v1/accounts/demo/upgrade-offers", headers=admin_headers).json()["offers"]
     seat = next(o for o in offers if o["engine"] == "seat")
+    # The product's own UI displayed it, and says so (the widget does this by itself).
+    seen = http.put(f"/v1/accounts/demo/seen-offers/{seat['id']}", headers=admin_headers)
+    assert seen.status_code == 200, seen.text
     done = http.post(
         "/v1/accounts/demo/upgrades",
         json={"offer_token": seat["offer_token"]},
@@ -329,7 +350,12 @@ def test_dashboard_shows_the_new_movement_and_exports_csv(
     seat_row = page.get_by_test_id("funnel-table").get_by_role(
         "row", name=re.compile("^seat outside")
     )
-    expect(seat_row).to_contain_text("100.00%")
+    expect(seat_row).to_contain_text("100.00%")  # accepted of seen
+    served, seen_count, accepted = seat_funnel(http, finance_headers)
+    cells = seat_row.locator("td")
+    expect(cells.nth(1)).to_have_text(str(served))
+    expect(cells.nth(2)).to_have_text(str(seen_count))
+    expect(cells.nth(3)).to_have_text(str(accepted))
     screenshot(page, "dashboard-desktop")
 
     with page.expect_download() as download:

@@ -551,23 +551,32 @@ def test_activation_window_is_half_open():
 
 
 def test_offer_funnel_counts_conversion_per_engine_and_window():
-    shown = [
-        OfferImpression(engine=Engine.SEAT, accepted=True, days_since_activation=3),
-        OfferImpression(engine=Engine.SEAT, accepted=False, days_since_activation=10),
-        OfferImpression(engine=Engine.SEAT, accepted=False, days_since_activation=12),
-        OfferImpression(engine=Engine.SEAT, accepted=True, days_since_activation=45),
-        OfferImpression(engine=Engine.SEAT, accepted=False, days_since_activation=None),
-        OfferImpression(engine=Engine.UPSELL, accepted=True, days_since_activation=29),
+    def shown(oid: str, days: int | None, *, seen: bool = True, accepted: bool = False):
+        engine = Engine.UPSELL if oid.startswith("u") else Engine.SEAT
+        return OfferImpression(
+            engine=engine, offer_id=oid, seen=seen, accepted=accepted, days_since_activation=days
+        )
+
+    served = [
+        shown("s1", 3, accepted=True),
+        shown("s1", 3, accepted=True),  # one offer on two page loads: served 2, seen once
+        shown("s2", 10),
+        shown("s3", 12, seen=False),  # served, never on screen
+        shown("s4", 45, accepted=True),
+        shown("s5", None),
+        shown("u1", 29, accepted=True),
     ]
-    rows = {(row.engine, row.in_window): row for row in offer_funnel(shown, window_days=30)}
+    rows = {(row.engine, row.in_window): row for row in offer_funnel(served, window_days=30)}
     assert len(rows) == 8
     seat_in, seat_out = rows[(Engine.SEAT, True)], rows[(Engine.SEAT, False)]
-    assert (seat_in.impressions, seat_in.accepted, seat_in.conversion) == (
-        3,
+    assert (seat_in.served, seat_in.seen, seat_in.accepted, seat_in.conversion) == (
+        4,
+        2,
         1,
-        Decimal("0.3333"),
+        Decimal("0.5000"),
     )
-    assert (seat_out.impressions, seat_out.accepted, seat_out.conversion) == (
+    assert (seat_out.served, seat_out.seen, seat_out.accepted, seat_out.conversion) == (
+        2,
         2,
         1,
         Decimal("0.5000"),
@@ -575,7 +584,7 @@ def test_offer_funnel_counts_conversion_per_engine_and_window():
     assert rows[(Engine.UPSELL, True)].conversion == Decimal("1.0000")
     assert rows[(Engine.ADDON, False)].conversion is None
     with pytest.raises(ValueError):
-        funnel_row(Engine.ADDON, in_window=True, impressions=1, accepted=2)
+        funnel_row(Engine.ADDON, in_window=True, served=3, seen=1, accepted=2)
 
 
 def test_median_days_to_first_expansion_uses_each_accounts_first():

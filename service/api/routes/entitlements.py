@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import AccountIdPath, EntitlementAccessDep, renew_first
+from service.api.deps import AccountIdPath, ProductAccessDep, renew_first
 from service.api.problems import problem_responses
 from service.api.routes.offers import JSON_HEADERS
 from service.domain.entitlements import Entitlement, Entitlements
@@ -110,7 +110,7 @@ def _read(state: Any, account_id: str, now: datetime) -> Entitlements:
     description="Every feature's gate: allowed, limit, used, remaining, resets_at. " + ACCESS,
 )
 async def list_entitlements(
-    account_id: AccountIdPath, request: Request, _: EntitlementAccessDep
+    account_id: AccountIdPath, request: Request, _: ProductAccessDep
 ) -> Response:
     found, now = await _entitlements(request, account_id)
     return Response(
@@ -127,7 +127,7 @@ async def list_entitlements(
     + ACCESS,
 )
 async def get_entitlement(
-    account_id: AccountIdPath, feature: FeaturePath, request: Request, _: EntitlementAccessDep
+    account_id: AccountIdPath, feature: FeaturePath, request: Request, _: ProductAccessDep
 ) -> EntitlementOut:
     found, _now = await _entitlements(request, account_id)
     entitlement = found.features.get(feature)

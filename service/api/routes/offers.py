@@ -16,12 +16,15 @@ from service.api.deps import (
     BillingDep,
     CatalogDep,
     ClockDep,
+    ProductAccessDep,
     SessionDep,
     SignerDep,
     renew_first,
 )
 from service.api.offer_page import OffersPage, offers_page, render
 from service.api.offer_schemas import (
+    OfferIdPath,
+    OfferSeenOut,
     OffersOut,
     QuoteIn,
     QuoteOut,
@@ -33,6 +36,7 @@ from service.api.problems import problem_responses
 from service.services.account_state import state_of
 from service.services.accounts import get_account
 from service.services.billing import billed_lines
+from service.services.impressions import record_offer_seen
 from service.services.offers import (
     OfferPlan,
     read_offer_plan,
@@ -168,3 +172,24 @@ def create_session_token(
     ttl = (body or SessionTokenIn()).ttl_seconds
     token, expires_at = issue_session_token(signer, account_id, clock.now(), ttl)
     return SessionTokenOut(token=token, account_id=account_id, expires_at=expires_at)
+
+
+@router.put(
+    "/seen-offers/{offer_id}",
+    response_model=OfferSeenOut,
+    responses=problem_responses(401, 403, 404, 422),
+    description="Report that the customer saw an offer: the product's UI displayed it (the "
+    "widget does this for the offer it shows). The offer funnel's conversion is accepted of "
+    "seen, not of the offers the API served. Idempotent: once per offer id, however often it is "
+    "reported (a retry or a re-render counts once); the answer says when it was first seen. "
+    "With the account's session token or an ingest key.",
+)
+def put_offer_seen(
+    account_id: AccountIdPath,
+    offer_id: OfferIdPath,
+    session: SessionDep,
+    clock: ClockDep,
+    _: ProductAccessDep,
+) -> OfferSeenOut:
+    seen_at = record_offer_seen(session, account_id, offer_id, clock.now())
+    return OfferSeenOut(account_id=account_id, offer_id=offer_id, seen_at=seen_at)
