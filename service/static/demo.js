@@ -1,6 +1,7 @@
 // The demo page's own script: a file, not inline, so the page's Content-Security-Policy
 // can forbid inline script (script-src 'self').
 const widget = document.getElementById("offers");
+const table = document.getElementById("plans");
 const readout = document.getElementById("readout");
 const decline = document.getElementById("decline");
 const count = new Intl.NumberFormat();
@@ -44,6 +45,7 @@ for (const button of document.querySelectorAll("[data-simulate]")) {
     run(async () => {
       const state = await call("POST", "/demo/simulate", JSON.parse(button.dataset.simulate));
       widget.refresh();
+      table.load();
       return state;
     }),
   );
@@ -51,8 +53,21 @@ for (const button of document.querySelectorAll("[data-simulate]")) {
 decline.addEventListener("change", () =>
   run(() => call("PUT", "/demo/decline", { decline: decline.checked })),
 );
-widget.addEventListener("upshift-upgraded", () => run(() => call("GET", "/demo/state")));
-widget.addEventListener("upshift-session-expired", () => {
-  readout.textContent = "The demo session expired: reload the page for a new one.";
+// An upgrade through either component changes what both show.
+widget.addEventListener("upshift-upgraded", () => {
+  table.load();
+  run(() => call("GET", "/demo/state"));
 });
+table.addEventListener("upshift-upgraded", () => {
+  widget.refresh();
+  run(() => call("GET", "/demo/state"));
+});
+table.addEventListener("upshift-contact-sales", (event) => {
+  readout.textContent = `Relay's backend would now alert its sales team: ${event.detail.account_id} asked about ${event.detail.tier}.`;
+});
+for (const element of [widget, table]) {
+  element.addEventListener("upshift-session-expired", () => {
+    readout.textContent = "The demo session expired: reload the page for a new one.";
+  });
+}
 run(() => call("GET", "/demo/state"));

@@ -9,18 +9,24 @@
 // The offer funnel counts offers customers saw: once an offer's card is at least half on screen,
 // the widget reports it (PUT .../seen-offers/{offer id}, once per offer id).
 
-const REQUEST_TIMEOUT_MS = 15000;
+import {
+  BASE_STYLE,
+  el,
+  formatCount,
+  formatDate,
+  formatMoney,
+  jsonRequest,
+  problemText,
+} from "./upshift-core.js";
+
+export { decimalString, formatMoney } from "./upshift-core.js";
+
 const CHANGED_CODES = new Set(["quote_changed", "state_changed", "offer_expired"]);
 
-const STYLE = `
-:host { display: block; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-  color: #1c2330; --accent: #3755d8; --accent-dark: #2941ad; --danger: #b42318; --ok: #18794e;
-  --muted: #5b6576; --line: #dde2ea; }
-* { box-sizing: border-box; }
+const STYLE = `${BASE_STYLE}
 .card { border: 1px solid var(--line); border-radius: 12px; padding: 16px; background: #fff;
   max-width: 100%; overflow-wrap: anywhere; }
 h2 { font-size: 1.05rem; margin: 0 0 6px; }
-h2:focus { outline: 2px solid var(--accent); outline-offset: 3px; border-radius: 4px; }
 h3 { font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; color: var(--muted);
   margin: 0 0 8px; }
 p { margin: 0 0 10px; }
@@ -38,75 +44,11 @@ p { margin: 0 0 10px; }
 .price dd { margin: 0; font-weight: 600; text-align: right; }
 .price dd.due { font-size: 1.25rem; }
 .actions { display: flex; flex-wrap: wrap; gap: 8px; }
-button { font: inherit; font-weight: 600; border-radius: 8px; padding: 10px 16px; min-height: 44px;
-  cursor: pointer; border: 1px solid var(--accent); }
-button.primary { background: var(--accent); color: #fff; }
-button.primary:hover { background: var(--accent-dark); }
-button.secondary { background: #fff; color: var(--accent); }
-button:focus-visible { outline: 3px solid #9db0ff; outline-offset: 2px; }
-button[aria-disabled="true"] { opacity: .65; cursor: progress; }
-.notice { border-radius: 8px; padding: 10px 12px; margin: 0 0 12px; }
-.notice.info { background: #eef2ff; }
-.notice.error { background: #fdecea; color: var(--danger); }
-.notice.success { background: #e7f6ee; color: var(--ok); }
-.muted { color: var(--muted); }
-.status { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
-  white-space: nowrap; }
 @media (max-width: 420px) {
   .card { padding: 12px; }
   .actions button { flex: 1 1 100%; }
 }
 `;
-
-// --- money and numbers: integers in, text out --------------------------------------------------
-
-function fractionDigits(currency) {
-  return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions()
-    .maximumFractionDigits;
-}
-
-// 1234 minor units with 2 digits -> "12.34", as a string, so no float ever touches the amount.
-export function decimalString(minor, digits) {
-  const negative = minor < 0;
-  const text = String(Math.abs(minor)).padStart(digits + 1, "0");
-  const whole = digits ? text.slice(0, -digits) : text;
-  const frac = digits ? "." + text.slice(-digits) : "";
-  return (negative ? "-" : "") + whole + frac;
-}
-
-export function formatMoney(money, locale) {
-  if (!money) return "";
-  const { amount_minor: minor, currency } = money;
-  const format = new Intl.NumberFormat(locale, { style: "currency", currency });
-  // A decimal string: formatted exactly by Intl.NumberFormat v3 (ES2023), never a float sum.
-  return format.format(decimalString(minor, fractionDigits(currency)));
-}
-
-function formatCount(value, locale) {
-  return new Intl.NumberFormat(locale).format(value);
-}
-
-function formatDate(iso, locale) {
-  return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeZone: "UTC" })
-    .format(new Date(iso));
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else if (name === "class") node.className = value;
-    else node.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-class NetworkError extends Error {}
 
 // --- the element ----------------------------------------------------------------------------
 
@@ -180,33 +122,8 @@ export class UpshiftOffers extends HTMLElement {
     return `${base}/v1/accounts/${account}`;
   }
 
-  async request(url, { method = "GET", body, headers = {} } = {}) {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
-    try {
-      const response = await fetch(url, {
-        method,
-        headers: {
-          Accept: "application/json",
-          Authorization: `Bearer ${this.getAttribute("session-token") || ""}`,
-          ...(body === undefined ? {} : { "Content-Type": "application/json" }),
-          ...headers,
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: controller.signal,
-      });
-      let payload = null;
-      try {
-        payload = await response.json();
-      } catch {
-        payload = null;
-      }
-      return { status: response.status, body: payload, headers: response.headers };
-    } catch (error) {
-      throw new NetworkError(error && error.message ? error.message : "network error");
-    } finally {
-      clearTimeout(timer);
-    }
+  request(url, options = {}) {
+    return jsonRequest(url, this.getAttribute("session-token"), options);
   }
 
   // Re-read usage and offers. `notice` is shown above the result (e.g. "the price changed").
@@ -240,7 +157,7 @@ export class UpshiftOffers extends HTMLElement {
     }
     if (offers.status === 401) return this.expired();
     if (offers.status !== 200) {
-      return this.fail(this.problemText(offers.body, "We could not load your plan."));
+      return this.fail(problemText(offers.body, "We could not load your plan."));
     }
     this.showOffers(offers.body.offers, notice);
   }
@@ -268,10 +185,6 @@ export class UpshiftOffers extends HTMLElement {
   fail(message) {
     this.errorText = message;
     this.show("error", message);
-  }
-
-  problemText(problem, fallback) {
-    return (problem && (problem.detail || problem.title)) || fallback;
   }
 
   // --- actions -----------------------------------------------------------------------------
@@ -318,11 +231,11 @@ export class UpshiftOffers extends HTMLElement {
       await this.reloadAfterUpgrade();
     } else if (response.status >= 500 || response.status === 429) {
       // Not an answer about the upgrade itself: the same click may be retried with its key.
-      this.retryText = this.problemText(problem, "Billing is unavailable right now.");
+      this.retryText = problemText(problem, "Billing is unavailable right now.");
       this.show("retry", `${this.retryText} Retrying is safe.`, true);
     } else if (response.status === 402) {
       this.pendingKey = null;
-      this.declineText = this.problemText(problem, "Your payment was declined.");
+      this.declineText = problemText(problem, "Your payment was declined.");
       this.show("declined", `Payment declined: ${this.declineText}`, true);
     } else if (response.status === 409 || CHANGED_CODES.has(problem.code)) {
       this.pendingKey = null;
@@ -336,7 +249,7 @@ export class UpshiftOffers extends HTMLElement {
       this.expired();
     } else {
       this.pendingKey = null;
-      this.fail(this.problemText(problem, "The upgrade could not be completed."));
+      this.fail(problemText(problem, "The upgrade could not be completed."));
       this.focusHeading();
     }
   }
