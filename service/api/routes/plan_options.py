@@ -104,5 +104,3 @@ def get_plan_options(
         catalog_version=catalog.version,
         options=[_option(option) for option in options],
     )
-
-
