@@ -166,9 +166,12 @@ class Catalog(Frozen):
         try:
             catalog = cls.model_validate(document)
         except ValidationError as exc:
-            raise CatalogError(
-                [CatalogIssue(format_path(e["loc"]), _pydantic_message(e)) for e in exc.errors()]
-            ) from None
+            schema = [
+                CatalogIssue(format_path(e["loc"]), _pydantic_message(e)) for e in exc.errors()
+            ]
+            # Report every problem in one run: the cross-checks run on the parts that are
+            # valid on their own, so a bad price does not hide a path to an unknown tier.
+            raise CatalogError(schema + _cross_check_valid_parts(document, schema)) from None
         problems = list(cross_check(catalog))
         if problems:
             raise CatalogError(problems)
@@ -283,6 +286,59 @@ def cross_check(catalog: Catalog) -> Iterator[CatalogIssue]:
     bands = catalog.signals.acv_bands
     if bands.sales_assisted_from < bands.cs_assisted_from:
         yield _issue("signals.acv_bands.sales_assisted_from", "must be >= cs_assisted_from")
+
+
+_SECTIONS: tuple[tuple[str, type[Frozen]], ...] = (
+    ("features", Feature),
+    ("tiers", Tier),
+    ("addons", AddOn),
+)
+
+
+def _cross_check_valid_parts(document: Any, schema: list[CatalogIssue]) -> list[CatalogIssue]:
+    """The cross-checks of a document that failed schema validation, run on a catalog of the
+    features, tiers and add-ons that are valid on their own. What the schema errors already
+    cover is left out: issues inside a reported spot, and references to a part that is
+    invalid (it exists; it is broken, and that is reported)."""
+    from pydantic import ValidationError
+
+    if not isinstance(document, dict):
+        return []
+    parts: dict[str, dict[str, Any]] = {}
+    broken: set[str] = set()
+    for section, model in _SECTIONS:
+        raw = document.get(section)
+        parts[section] = {}
+        if not isinstance(raw, dict):
+            continue
+        for key, value in raw.items():
+            try:
+                parts[section][key] = model.model_validate(value)
+            except ValidationError:
+                broken.add(str(key))
+    thresholds: list[Threshold] = []
+    try:
+        thresholds = [Threshold.model_validate(t) for t in document.get("thresholds") or []]
+        signals = SignalRules.model_validate(document.get("signals") or {})
+    except (ValidationError, TypeError):
+        thresholds, signals = [], SignalRules()  # reported by the schema; indices would shift
+    partial = Catalog.model_construct(
+        version=str(document.get("version", "")),
+        effective_from=document.get("effective_from"),
+        currency=str(document.get("currency", "")),
+        features=parts["features"],
+        tiers=parts["tiers"],
+        addons=parts["addons"],
+        thresholds=thresholds,
+        signals=signals,
+    )
+    reported = [issue.path for issue in schema]
+
+    def covered(issue: CatalogIssue) -> bool:
+        inside = any(issue.path == p or issue.path.startswith((f"{p}.", f"{p}[")) for p in reported)
+        return inside or any(f"'{key}'" in issue.message for key in broken)
+
+    return [issue for issue in cross_check(partial) if not covered(issue)]
 
 
 def _check_ranks(catalog: Catalog) -> Iterator[CatalogIssue]:

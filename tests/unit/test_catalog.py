@@ -141,6 +141,24 @@ def test_all_problems_are_reported_at_once(document: dict) -> None:
     assert "unknown add-on 'nope'" in message
 
 
+def test_schema_and_cross_reference_problems_are_reported_together(document: dict) -> None:
+    document["tiers"]["starter"]["prices"]["month"]["base"]["amount"] = 29.0  # schema
+    document["tiers"]["growth"]["upgrades"][0]["to"] = "enterprize"  # reference
+    document["tiers"]["business"]["limits"]["widgets"] = 5  # reference
+    document["addons"]["api_pack"]["prices"]["month"]["lookup_key"] = 7  # schema
+    document["currency"] = "usd"  # schema
+    message = errors_of(document)
+    lines = message.splitlines()
+    assert "tiers.starter.prices.month.base.amount: must be an integer of minor units" in message
+    assert "addons.api_pack.prices.month.lookup_key" in message
+    assert "tiers.growth.upgrades[0].to: unknown tier 'enterprize'" in lines
+    assert "tiers.business.limits.widgets: unknown feature 'widgets'" in lines
+    # What the schema already reported is not reported again as a reference to something unknown
+    # (starter and api_pack exist; they are invalid), nor twice at the same spot.
+    assert not [line for line in lines if "'starter'" in line or "'api_pack'" in line]
+    assert len([line for line in lines if line.startswith("currency")]) == 1
+
+
 def test_invalid_yaml_names_line(tmp_path: Path) -> None:
     bad = tmp_path / "broken.yaml"
     bad.write_text("tiers:\n  starter: [\n")
