@@ -193,6 +193,18 @@ class SignalRepository(BulkSqlRepository):
             )
         )
 
+    def crossing_at(
+        self, account_id: str, threshold_key: str, period_start: datetime
+    ) -> CrossingRow | None:
+        """The crossing recorded for this account, threshold and period, if any."""
+        return self.session.scalars(
+            select(CrossingRow).where(
+                CrossingRow.account_id == account_id,
+                CrossingRow.threshold_key == threshold_key,
+                CrossingRow.period_start == period_start,
+            )
+        ).one_or_none()
+
     def page_bounds(self, after_id: str, limit: int) -> tuple[int, str | None]:
         """How many accounts follow `after_id` (at most `limit`) in id order, and the last one."""
         page = (

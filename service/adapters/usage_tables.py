@@ -67,7 +67,7 @@ class CrossingRow(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(128), ForeignKey("accounts.id"))
-    threshold_key: Mapped[str] = mapped_column(String(64))
+    threshold_key: Mapped[str] = mapped_column(String(80))  # "sales_request." + a tier key
     feature: Mapped[str] = mapped_column(String(64))
     level: Mapped[str] = mapped_column(String(16))
     at_percent: Mapped[int] = mapped_column(Integer)

@@ -8,7 +8,8 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, Field, StrictInt
 
 from service.api.schemas import AccountId, Strict
-from service.domain.thresholds import Crossing, Motion
+from service.domain.catalog import Key
+from service.domain.thresholds import Crossing, Motion, requested_tier
 from service.domain.usage import MAX_BATCH, MAX_QUANTITY, UsageAction
 
 
@@ -103,6 +104,32 @@ class CrossingOut(BaseModel):
             period_end=crossing.period_end,
             recorded_at=crossing.recorded_at,
             motion=Motion(crossing.motion),
+        )
+
+
+class SalesRequestIn(Strict):
+    tier: Key = Field(description="The catalog tier the customer wants to talk about")
+
+
+class SalesRequestOut(BaseModel):
+    signal_id: str = Field(description="The signal's id (the outbox delivers it once)")
+    account_id: str
+    tier: str
+    motion: Motion = Field(description="Always sales_assisted: the sales team acts")
+    requested_at: datetime = Field(description="When the customer first asked in this period")
+    period_start: datetime
+    period_end: datetime
+
+    @classmethod
+    def of(cls, request: Crossing) -> SalesRequestOut:
+        return cls(
+            signal_id=request.id,
+            account_id=request.account_id,
+            tier=requested_tier(request) or "",
+            motion=Motion(request.motion),
+            requested_at=request.recorded_at,
+            period_start=request.period_start,
+            period_end=request.period_end,
         )
 
 

@@ -40,6 +40,7 @@ class CrossingCandidate(NamedTuple):
     used: int
     limit: int
     period: Period
+    motion: Motion | None = None  # who acts; None: by the account's tier and ACV (motion_for)
 
 
 class Crossing(NamedTuple):
@@ -146,6 +147,40 @@ def candidates_for(
                 )
             )
     return found
+
+
+# A customer asked to talk to sales about a tier (the pricing table's "Talk to sales"): a signal
+# like a crossing, recorded once per account, tier and billing period, routed to sales.
+SALES_REQUEST_LEVEL = "requested"
+_SALES_REQUEST_KEY = "sales_request."
+
+
+def sales_request(account_id: str, tier_key: str, period: Period) -> CrossingCandidate:
+    """The signal of a customer asking sales about `tier_key` during `period`."""
+    return CrossingCandidate(
+        account_id=account_id,
+        threshold_key=f"{_SALES_REQUEST_KEY}{tier_key}",
+        feature="tier",
+        level=SALES_REQUEST_LEVEL,
+        at_percent=0,
+        used=0,
+        limit=0,
+        period=period,
+        motion=Motion.SALES_ASSISTED,
+    )
+
+
+def is_sales_request(crossing: Crossing | CrossingCandidate) -> bool:
+    return crossing.level == SALES_REQUEST_LEVEL and crossing.threshold_key.startswith(
+        _SALES_REQUEST_KEY
+    )
+
+
+def requested_tier(crossing: Crossing) -> str | None:
+    """The tier a sales request asks about (None for a threshold crossing)."""
+    if not is_sales_request(crossing):
+        return None
+    return crossing.threshold_key.removeprefix(_SALES_REQUEST_KEY)
 
 
 def has_self_serve_upgrade(catalog: Catalog, tier_key: str) -> bool:

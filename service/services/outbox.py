@@ -18,22 +18,26 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db import transaction
 from service.adapters.signal_repository import OutboxRepository, crossing_of
-from service.domain.thresholds import Crossing
+from service.domain.thresholds import Crossing, requested_tier
 from service.ports import Clock
 from service.settings import Settings
 
 log = logging.getLogger("upshift.signals")
 
 SIGNAL_TYPE = "upshift.threshold_crossed"
+SALES_REQUEST_TYPE = "upshift.sales_requested"  # the customer asked to talk to sales
 TIMESTAMP_HEADER = "Upshift-Timestamp"
 SIGNATURE_HEADER = "Upshift-Signature"
 SIGNAL_ID_HEADER = "Upshift-Signal-Id"
 
 
 def signal_payload(crossing: Crossing, catalog_version: str) -> dict[str, Any]:
-    """What a CRM or CS tool receives: the crossing, the values behind it, and who should act."""
+    """What a CRM or CS tool receives: the crossing, the values behind it, and who should act.
+    A sales request has its own type and names the tier asked about."""
+    tier = requested_tier(crossing)
     return {
-        "type": SIGNAL_TYPE,
+        "type": SIGNAL_TYPE if tier is None else SALES_REQUEST_TYPE,
+        **({} if tier is None else {"tier": tier}),
         "signal_id": crossing.id,
         "account_id": crossing.account_id,
         "threshold_key": crossing.threshold_key,

@@ -18,6 +18,7 @@ from service.adapters.orm import AccountRow
 from service.adapters.signal_repository import SignalRepository, crossing_of
 from service.adapters.usage_repository import AccountColumns, UsageRepository, usage_account
 from service.domain.catalog import SEATS_FEATURE, Catalog
+from service.domain.errors import Conflict, ValidationFailed
 from service.domain.periods import Period
 from service.domain.thresholds import (
     Crossing,
@@ -29,6 +30,7 @@ from service.domain.thresholds import (
     is_crossed,
     motion_for,
     readiness,
+    sales_request,
     summarize,
     thresholds_by_feature,
 )
@@ -112,7 +114,7 @@ def record_crossings(
                 period_start=candidate.period.start,
                 period_end=candidate.period.end,
                 recorded_at=now,
-                motion=motion_for(catalog, row.tier, acv_now).value,
+                motion=(candidate.motion or motion_for(catalog, row.tier, acv_now)).value,
                 acv_minor=acv_now,
                 currency=row.currency,
                 readiness_score=readiness_now.score,
@@ -201,6 +203,26 @@ def evaluate_account(
     account = usage_account(row)
     snapshot = UsageRepository(session).snapshots(catalog, [account], now)[account.account_id]
     return record_crossings(session, catalog, candidates_of(catalog, account, snapshot, now), now)
+
+
+def request_sales_contact(
+    session: Session, catalog: Catalog, account: AccountRow, tier_key: str, now: datetime
+) -> tuple[Crossing, bool]:
+    """The customer asked to talk to sales about `tier_key`: a signal routed to sales, through the
+    outbox like a crossing, once per account, tier and billing period. Returns it and whether it
+    is new (a repeated request in the same period answers the first one)."""
+    if tier_key not in catalog.tiers:
+        raise ValidationFailed(f"unknown tier '{tier_key}'", field="tier", code="unknown_tier")
+    candidate = sales_request(account.id, tier_key, usage_account(account).cycle.period_at(now))
+    recorded = record_crossings(session, catalog, [candidate], now)
+    if recorded:
+        return recorded[0], True
+    row = SignalRepository(session).crossing_at(
+        account.id, candidate.threshold_key, candidate.period.start
+    )
+    if row is None:  # recorded by a concurrent request that has not committed yet
+        raise Conflict("the same request is being recorded; retry", code="request_in_progress")
+    return crossing_of(row), False
 
 
 def signal_summary(

@@ -63,7 +63,7 @@ table.addEventListener("upshift-upgraded", () => {
   run(() => call("GET", "/demo/state"));
 });
 table.addEventListener("upshift-contact-sales", (event) => {
-  readout.textContent = `Relay's backend would now alert its sales team: ${event.detail.account_id} asked about ${event.detail.tier}.`;
+  readout.textContent = `Signal ${event.detail.request.signal_id} for Relay's sales team: ${event.detail.account_id} asked about ${event.detail.tier}.`;
 });
 for (const element of [widget, table]) {
   element.addEventListener("upshift-session-expired", () => {

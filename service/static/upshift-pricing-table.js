@@ -5,7 +5,8 @@
 // (POST .../upgrades with the target and the amount: a moved price is refused, then re-shown).
 //
 // Events (bubbling, composed): `upshift-upgraded` (detail: the upgrade response),
-// `upshift-contact-sales` (detail: { account_id, tier }: the host routes it to its sales team)
+// `upshift-contact-sales` (detail: { account_id, tier, request }) once Upshift recorded the request
+// (POST .../sales-requests: a signal delivered to the sales team through the outbox)
 // and `upshift-session-expired` (the host should issue a new session token and set it).
 
 import {
@@ -167,16 +168,39 @@ export class UpshiftPricingTable extends HTMLElement {
     this.render("Upgrade cancelled.", option ? `[data-upgrade="${option.tier}-${option.interval}"]` : null);
   }
 
-  contactSales(option) {
-    this.dispatchEvent(new CustomEvent("upshift-contact-sales", {
-      bubbles: true,
-      composed: true,
-      detail: { account_id: this.getAttribute("account-id"), tier: option.tier },
-    }));
-    this.notice = {
-      kind: "success",
-      text: `Thanks: our team will contact you about ${this.tierName(option.tier)}.`,
-    };
+  // "Talk to sales": recorded by Upshift as a signal for the sales team (delivered through the
+  // signal outbox), then announced to the host page as `upshift-contact-sales`.
+  async contactSales(option) {
+    if (this.inFlight) return;
+    this.inFlight = true;
+    let response;
+    try {
+      response = await this.request(`${this.accountPath}/sales-requests`, {
+        method: "POST",
+        body: { tier: option.tier },
+      });
+    } catch (error) {
+      if (!(error instanceof NetworkError)) throw error;
+      response = null;
+    }
+    this.inFlight = false;
+    if (response && response.status === 401) return this.expired();
+    if (response && (response.status === 200 || response.status === 201)) {
+      this.dispatchEvent(new CustomEvent("upshift-contact-sales", {
+        bubbles: true,
+        composed: true,
+        detail: { account_id: this.getAttribute("account-id"), tier: option.tier, request: response.body },
+      }));
+      this.notice = {
+        kind: "success",
+        text: `Thanks: our team will contact you about ${this.tierName(option.tier)}.`,
+      };
+    } else {
+      this.notice = {
+        kind: "error",
+        text: `${problemText(response && response.body, "We could not reach our team.")} Please try again.`,
+      };
+    }
     this.render(this.notice.text, "[data-notice]");
   }
 

@@ -127,13 +127,18 @@ def test_a_declined_card_changes_nothing(
     assert account(http, admin_headers)["tier"] == "starter"
 
 
-def test_talk_to_sales_tells_the_host_page(page: Any, base_url: str) -> None:
+def test_talk_to_sales_records_a_signal_and_tells_the_host_page(
+    page: Any, base_url: str, http: httpx.Client, admin_headers: dict[str, str]
+) -> None:
     table = open_table(page, base_url)
     table.get_by_role("button", name="Talk to sales").click()
     expect(page.get_by_test_id("table-notice")).to_have_text(
         "Thanks: our team will contact you about Enterprise."
     )
     expect(page.locator("#readout")).to_contain_text("demo asked about enterprise")
+    signals = http.get("/v1/accounts/demo/signals", headers=admin_headers).json()
+    keys = [(c["threshold_key"], c["motion"]) for c in signals["crossings"]]
+    assert ("sales_request.enterprise", "sales_assisted") in keys
 
 
 def test_the_table_is_readable_at_phone_width(phone_page: Any, base_url: str) -> None:

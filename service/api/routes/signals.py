@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response, status
 
-from service.api.deps import AdminDep, CatalogDep, ClockDep, SessionDep
+from service.api.deps import AdminDep, CatalogDep, ClockDep, ProductAccessDep, SessionDep
 from service.api.problems import problem_responses
 from service.api.routes.accounts import AccountIdPath
-from service.api.usage_schemas import ActivationOut, CrossingOut, SignalsOut
+from service.api.usage_schemas import (
+    ActivationOut,
+    CrossingOut,
+    SalesRequestIn,
+    SalesRequestOut,
+    SignalsOut,
+)
 from service.domain.thresholds import Motion
 from service.services.accounts import get_account
-from service.services.signals import signal_summary
+from service.services.signals import request_sales_contact, signal_summary
 
 router = APIRouter(prefix="/v1", tags=["signals"])
 
@@ -45,3 +51,33 @@ def account_signals(
         ),
         crossings=[CrossingOut.of(c) for c in summary.crossings],
     )
+
+
+@router.post(
+    "/accounts/{account_id}/sales-requests",
+    response_model=SalesRequestOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": SalesRequestOut, "description": "Already asked in this billing period"},
+        **problem_responses(401, 403, 404, 409, 422),
+    },
+)
+def create_sales_request(
+    account_id: AccountIdPath,
+    body: SalesRequestIn,
+    response: Response,
+    session: SessionDep,
+    catalog: CatalogDep,
+    clock: ClockDep,
+    _: ProductAccessDep,
+) -> SalesRequestOut:
+    """The customer asked to talk to sales about a tier (the pricing table's "Talk to sales"):
+    a signal for the sales team, in the account's signals and delivered through the signal
+    outbox as `upshift.sales_requested`. Once per account, tier and billing period: asking again
+    (a retry or a second click) answers 200 with the first request, so it needs no
+    Idempotency-Key. With the account's session token or an ingest key."""
+    account = get_account(session, account_id)
+    request, created = request_sales_contact(session, catalog, account, body.tier, clock.now())
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return SalesRequestOut.of(request)
