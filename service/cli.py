@@ -84,9 +84,18 @@ def serve(host: str, port: int, demo: bool | None, workers: int) -> None:
         run_migrations(engine)
         engine.dispose()
     if settings.seed_demo:
+        from service.demo_history import seed_history
         from service.services.demo import seed_demo
 
         state = app.state
+        # The history first: its movements are dated before the live demo account's.
+        history = seed_history(settings, state.clock.now())
+        click.echo(
+            f"demo history: {history.accounts} accounts over the last year ({history.requests} "
+            "requests through the API)"
+            if history.seeded
+            else "demo history: already seeded"
+        )
         key = seed_demo(state.session_factory, state.catalog, state.clock)
         click.echo(f"demo account 'demo' ready; admin key (shown once): {key}")
     click.echo(

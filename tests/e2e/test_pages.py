@@ -157,6 +157,7 @@ def test_serve_demo_ends_by_printing_the_demo_url(tmp_path: Path) -> None:
         "PYTHONUNBUFFERED": "1",
         "UPSHIFT_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
         "UPSHIFT_CATALOG_PATH": str(REPO_ROOT / "pricing_catalog" / "catalog.yaml"),
+        "UPSHIFT_NOW": "2026-12-03T18:00:00Z",
     }
     command = [sys.executable, "-m", "service.cli", "serve", "--demo", "--port", str(port)]
     server = subprocess.Popen(
@@ -186,6 +187,18 @@ def test_serve_demo_ends_by_printing_the_demo_url(tmp_path: Path) -> None:
                 time.sleep(0.1)
         assert page is not None and page.status_code == 200
         assert 'session-token="ust_' in page.text
+        # The dashboard opens on a year of history: twelve months of MRR and a funnel.
+        assert any(line.startswith("demo history: 32 accounts") for line in lines), lines
+        key = next(line.split(": ")[-1] for line in lines if "admin key (shown once)" in line)
+        nrr = httpx.get(
+            f"http://127.0.0.1:{port}/v1/reports/nrr",
+            params={"from": "2025-12-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        ).json()
+        assert len(nrr["periods"]) == 12
+        assert all(period["ending_mrr_minor"] > 0 for period in nrr["periods"])
+        assert sum(row["accepted"] for row in nrr["offer_funnel"]["rows"]) > 0
     finally:
         server.terminate()
         server.wait(timeout=10)
