@@ -33,8 +33,8 @@ def migrate() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on")
 @click.option("--demo/--no-demo", default=None, help="Seed the demo account and print a key")
 @click.option(
     "--workers",
@@ -153,7 +153,14 @@ def catalog_validate(path: Path) -> None:
 
 
 @catalog.command("schema")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=SCHEMA_PATH)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=SCHEMA_PATH,
+    show_default=True,
+    help="Where to write the JSON Schema",
+)
 def catalog_schema(output: Path) -> None:
     """Regenerate catalog.schema.json from the catalog model."""
     from service.domain.catalog import catalog_json_schema
@@ -163,7 +170,14 @@ def catalog_schema(output: Path) -> None:
 
 
 @main.command()
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=OPENAPI_PATH)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=OPENAPI_PATH,
+    show_default=True,
+    help="Where to write the OpenAPI document",
+)
 def openapi(output: Path) -> None:
     """Regenerate openapi/openapi.json from the app."""
     from service.api.openapi_doc import openapi_json

@@ -21,10 +21,23 @@ class Settings(BaseSettings):
         default="sqlite:///./var/upshift.db",
         description="SQLAlchemy URL; SQLite (embedded default) or postgresql+psycopg://…",
     )
-    catalog_path: Path = Path("pricing_catalog/catalog.yaml")
-    billing_backend: Literal["local", "stripe"] = "local"
-    stripe_secret_key: SecretStr | None = None
-    stripe_webhook_secret: SecretStr | None = None
+    catalog_path: Path = Field(
+        default=Path("pricing_catalog/catalog.yaml"),
+        description="The catalog file (YAML); validated at start, the service refuses a bad one",
+    )
+    billing_backend: Literal["local", "stripe"] = Field(
+        default="local",
+        description="local: subscriptions, invoices and payments in Upshift's own database; "
+        "stripe: subscriptions live in Stripe",
+    )
+    stripe_secret_key: SecretStr | None = Field(
+        default=None,
+        description="Stripe mode: an sk_… or restricted rk_… key; the service refuses to start "
+        "without it",
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, description="Stripe mode: the webhook endpoint's signing secret, whsec_…"
+    )
     stripe_api_base: str | None = Field(
         default=None, description="Override of Stripe's API address (the test double)"
     )
@@ -75,7 +88,7 @@ class Settings(BaseSettings):
         description="Stop the service's clock at this instant (ISO 8601 with an offset, e.g. "
         "2026-11-10T12:00:00Z): for tests and replays of a past day. Unset: the system clock",
     )
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="Python logging level of the service")
     signal_webhook_urls: list[str] = Field(
         default_factory=list,
         description='Endpoints that receive expansion signals (JSON list: ["https://…"])',
@@ -83,7 +96,9 @@ class Settings(BaseSettings):
     signal_webhook_secret: SecretStr | None = Field(
         default=None, description="Signs signal deliveries (HMAC-SHA256); required with URLs"
     )
-    signal_webhook_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    signal_webhook_timeout_s: float = Field(
+        default=5.0, gt=0, le=120, description="Timeout of one signal delivery, in seconds"
+    )
     signal_retry_base_s: float = Field(
         default=5.0, gt=0, description="First retry delay; doubles per attempt"
     )

@@ -40,7 +40,7 @@ def _migrated_engine(settings: Settings) -> Iterator[Engine]:
 
 @keys.command("create")
 @click.option("--scopes", required=True, help="Comma-separated: admin, ingest, finance")
-@click.option("--name", default="cli", show_default=True)
+@click.option("--name", default="cli", show_default=True, help="A label for the key")
 def create(scopes: str, name: str) -> None:
     """Create a key and print it once; only its hash is stored."""
     from service.adapters.db import make_session_factory, transaction

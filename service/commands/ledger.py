@@ -47,7 +47,13 @@ def ledger() -> None:
 
 
 @ledger.command("verify")
-@click.option("--batch-size", default=5_000, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size",
+    default=5_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows read per batch",
+)
 def verify(batch_size: int) -> None:
     """Recompute the hash chain; name the first row that does not match and exit 1."""
     from service.services.ledger import verify_ledger
@@ -87,11 +93,18 @@ def rollup(rebuild: bool) -> None:
     "export_format",
     type=click.Choice(["csv", "jsonl", "parquet"]),
     default="csv",
+    help="csv and jsonl as the API exports them; parquet needs pyarrow",
     show_default=True,
 )
 @click.option("--from", "start", callback=_moment, help="occurred_at >= this (ISO date/instant)")
 @click.option("--to", "end", callback=_moment, help="occurred_at < this (ISO date/instant)")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The file to write",
+)
 def export(export_format: str, start: datetime | None, end: datetime | None, output: Path) -> None:
     """Write the ledger to a file, in ledger order, with a progress bar."""
     from service.adapters.ledger_repository import TimeWindow
@@ -136,7 +149,11 @@ def _row(item: dict[str, Any]) -> str:
 @click.option("--from", "start", callback=_moment, required=True, help="ISO date or instant")
 @click.option("--to", "end", callback=_moment, required=True, help="ISO date or instant")
 @click.option(
-    "--granularity", type=click.Choice(["month", "quarter"]), default="month", show_default=True
+    "--granularity",
+    type=click.Choice(["month", "quarter"]),
+    default="month",
+    show_default=True,
+    help="One row per calendar month or quarter",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the same JSON the API returns")
 def nrr(start: datetime, end: datetime, granularity: str, as_json: bool) -> None:

@@ -16,7 +16,13 @@ def webhooks() -> None:
 
 
 @webhooks.command("process")
-@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--limit",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="The most stored events to process in this run",
+)
 def process(limit: int) -> None:
     """Process unhandled events, oldest first, each in its own transaction; exits 1 if any
     still fails (its error is kept on the event)."""

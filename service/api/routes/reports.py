@@ -25,8 +25,9 @@ def nrr(request: Request, _: FinanceDep, query: Annotated[NrrQuery, Query()]) ->
     currency: starting MRR, new, expansion by engine, contraction, churn, reactivation, ending
     MRR, NRR, GRR, quick ratio and expansion share of added MRR. NRR and GRR cover only accounts
     paying at the period start; new and reactivated MRR never enter them. Amounts are integer
-    minor units, ratios decimal strings. The offer funnel covers offers shown in [from, to):
-    impressions, accepted upgrades and conversion per engine, inside and outside the
-    post-activation window. At most 240 periods per request."""
+    minor units, ratios decimal strings. The offer funnel covers the offers served in [from, to),
+    per engine, inside and outside the post-activation window: served (returned by the API),
+    seen (reported on screen by the frontend), accepted, and conversion = accepted / seen. At
+    most 240 periods per request."""
     report = nrr_report(request.app.state.engine, query.from_, query.to, query.granularity)
     return NrrReportOut.model_validate(report_document(report))
