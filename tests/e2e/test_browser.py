@@ -372,6 +372,11 @@ def test_dashboard_shows_the_new_movement_and_exports_csv(
         "viewBox", re.compile(r"^0 0 3\d\d ")
     )
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    # Every field stays inside its card (a long input would stick out over the card's edge).
+    for field in ("Finance key", "From (month)", "To (month, included)"):
+        box = page.get_by_label(field).bounding_box()
+        card = page.locator("section", has=page.get_by_label(field)).first.bounding_box()
+        assert box["x"] + box["width"] <= card["x"] + card["width"], field
     screenshot(page, "dashboard-phone")
 
     page.get_by_role("button", name="Forget key").click()
