@@ -40,6 +40,7 @@ from service.adapters.ledger_tables import (
     LedgerMonthFlowRow,
 )
 from service.adapters.offer_tables import OfferImpressionRow, OfferViewRow
+from service.domain.ledger import MovementKind, counts_for_cohort
 
 E = LedgerEntryRow
 F = LedgerMonthFlowRow
@@ -47,6 +48,8 @@ F = LedgerMonthFlowRow
 # Any constant works as long as nothing else in the database takes the same advisory lock; this
 # is the first 8 bytes of sha256("upshift.ledger.append") as a signed bigint.
 APPEND_LOCK_KEY = 0x2F5A_1C3E_9B47_6D01
+# The kinds whose deltas move a cohort account's MRR (not new, not reactivation).
+_COHORT_KINDS = tuple(kind.value for kind in MovementKind if counts_for_cohort(kind))
 
 # The ledger columns the hash covers, in the order verify reads them, keyed by record field.
 CHAIN_COLUMNS: dict[str, Any] = {
@@ -142,6 +145,7 @@ class PeriodPosition:
 
     opening: int | None  # MRR at the period start; None when nothing moved in the period yet
     losses: int  # the losses it booked in the period so far, a magnitude
+    net: int  # the sum of its cohort movements in the period so far (domain.ledger.cohort_share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,10 +232,17 @@ class LedgerRepository:
                 .where(*mine, E.mrr_delta_minor < 0)
                 .scalar_subquery()
             )
+            columns.append(
+                select(func.coalesce(func.sum(E.mrr_delta_minor), 0))
+                .where(*mine, E.kind.in_(_COHORT_KINDS))
+                .scalar_subquery()
+            )
         found = self.session.execute(select(*columns)).one()
         return [
-            PeriodPosition(opening=found[index], losses=int(found[index + 1]))
-            for index in range(0, len(found), 2)
+            PeriodPosition(
+                opening=found[index], losses=int(found[index + 1]), net=int(found[index + 2])
+            )
+            for index in range(0, len(found), 3)
         ]
 
     def add_month_flow(self, flow: MonthFlow) -> None:
@@ -493,6 +504,10 @@ def _least(left: Any, right: Any) -> ColumnElement[Any]:
     return case((left < right, left), else_=right)
 
 
+def _greatest(left: Any, right: Any) -> ColumnElement[Any]:
+    return case((left > right, left), else_=right)
+
+
 def tune_for_reports(connection: Connection) -> None:
     """Session settings for the report's few big aggregates (PostgreSQL; a no-op elsewhere)."""
     if connection.dialect.name == "postgresql":
@@ -513,6 +528,7 @@ def _moves(connection: Connection, conditions: Sequence[ColumnElement[bool]]) ->
             E.mrr_delta_minor.label("delta"),
             E.mrr_before_minor.label("before"),
             case((E.mrr_delta_minor < 0, -E.mrr_delta_minor), else_=0).label("loss"),
+            case((E.kind.in_(_COHORT_KINDS), E.mrr_delta_minor), else_=0).label("cohort_delta"),
             _month_index(connection, E.occurred_at).label("month"),
         )
         .where(*conditions)
@@ -538,20 +554,26 @@ def _placed(moves: Any, bucket_months: Sequence[int]) -> Any:
         }
         windows.append(func.first_value(m.before).over(**frame).label(f"opening_{months}"))
         windows.append(func.sum(m.loss).over(**frame).label(f"loss_after_{months}"))
-    return select(m.month, m.currency, m.kind, m.engine, m.delta, m.loss, *windows).subquery(
-        "placed"
-    )
+        windows.append(func.sum(m.cohort_delta).over(**frame).label(f"net_after_{months}"))
+    return select(
+        m.month, m.currency, m.kind, m.engine, m.delta, m.loss, m.cohort_delta, *windows
+    ).subquery("placed")
 
 
 def _cohort_sums(placed: Any, months: int) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """Summed over a group: the cohort's deltas and its capped losses (domain.ledger.cohort_share
-    in SQL), for buckets of `months` months. The capped loss of each movement is how much of the
-    opening its running loss uses up, which telescopes to min(opening, losses) per account."""
+    in SQL), for buckets of `months` months. Each movement adds how far its running sum moves
+    above -opening (which telescopes to max(-opening, net) per account: a cohort account loses
+    at most its opening MRR) and how much of the opening its running loss uses up (which
+    telescopes to min(opening, losses))."""
     p = placed.c
     opening, loss_after = p[f"opening_{months}"], p[f"loss_after_{months}"]
+    net_after = p[f"net_after_{months}"]
     in_cohort = opening > 0
+    floor = -opening
+    cohort = _greatest(floor, net_after) - _greatest(floor, net_after - p.cohort_delta)
     cap_used = _least(opening, loss_after) - _least(opening, loss_after - p.loss)
-    return func.sum(p.delta).filter(in_cohort), func.sum(cap_used).filter(in_cohort, p.loss > 0)
+    return func.sum(cohort).filter(in_cohort), func.sum(cap_used).filter(in_cohort, p.loss > 0)
 
 
 def _collect(rows: Iterator[Row[Any]]) -> list[PeriodAggregate]:

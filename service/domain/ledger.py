@@ -504,7 +504,8 @@ def report_from_flows(flows: PeriodFlows) -> PeriodReport:
     """Derive ending MRR and the ratios from one period's flows.
 
     - NRR = (start + cohort expansion - cohort contraction - cohort churn) / start; new and
-      reactivation MRR never enter it, not even a cohort account's own return after churning.
+      reactivation MRR never enter it, not even a cohort account's own return after churning,
+      and a cohort account loses at most its starting MRR (cohort_share), so NRR >= 0.
     - GRR = (start - cohort capped loss) / start, so 0 <= GRR <= 1: an account cannot lose more
       of the starting MRR than it brought into the period.
     - quick ratio = (new + expansion + reactivation) / (contraction + churn), all accounts.
@@ -600,9 +601,8 @@ def _roll_period(
     for key, account_movements in by_account.items():
         tally = tallies.setdefault(key[1], _Tally())
         start = opening.get(key, 0)
-        in_cohort = start > 0
         current = start
-        losses = 0
+        losses = net = 0
         for index, movement in enumerate(account_movements):
             # A gap means a missing or misordered ledger row; any report built on it would lie.
             if movement.mrr_before != current:
@@ -611,6 +611,10 @@ def _roll_period(
                 )
             kind = movement.kind
             amount = abs(movement.delta)
+            cohort, capped = cohort_share(
+                movement.delta, kind=kind, opening=start, loss_before=losses, net_before=net
+            )
+            tally.cohort_capped_loss += capped
             if kind is MovementKind.NEW:
                 if index > 0:
                     raise ValueError(f"{key}: a return after churn is a reactivation, not new")
@@ -620,21 +624,18 @@ def _roll_period(
             elif kind is MovementKind.EXPANSION:
                 assert movement.engine is not None  # guaranteed by the movement's own checks
                 tally.expansion[movement.engine] += amount
-                if in_cohort:
-                    tally.cohort_expansion += amount
+                tally.cohort_expansion += cohort
             elif kind is MovementKind.CONTRACTION:
                 tally.contraction += amount
-                if in_cohort:
-                    tally.cohort_contraction += amount
-                    losses += amount
+                tally.cohort_contraction -= cohort
             else:
                 tally.churn += amount
-                if in_cohort:
-                    tally.cohort_churn += amount
-                    losses += amount
+                tally.cohort_churn -= cohort
+            if movement.delta < 0:
+                losses += amount
+            if counts_for_cohort(kind):
+                net += movement.delta
             current = movement.mrr_after
-        if in_cohort:
-            tally.cohort_capped_loss += min(start, losses)
         if current:
             closing[key] = current
         else:
@@ -763,20 +764,36 @@ def split_report_range(start: datetime, end: datetime, granularity: Granularity)
     )
 
 
-def cohort_share(delta: int, *, opening: int, loss_before: int) -> tuple[int, int]:
+def cohort_share(
+    delta: int, *, kind: MovementKind, opening: int, loss_before: int, net_before: int
+) -> tuple[int, int]:
     """What one movement adds to its period's cohort sums: (cohort delta, capped loss).
 
-    `opening` is the account's MRR (in the movement's currency) at the period start and
-    `loss_before` the losses it booked earlier in the same period. Only accounts paying at the
-    period start are in the cohort; their losses count towards GRR up to that opening MRR, so
-    the capped losses of an account's movements add up to min(opening, its losses), the same
-    sum _roll_period makes per account.
+    `opening` is the account's MRR (in the movement's currency) at the period start,
+    `loss_before` the losses it booked earlier in the same period and `net_before` the sum of
+    its earlier cohort movements there (expansion, contraction, churn: not new nor
+    reactivation, whose MRR was not in the cohort). Only accounts paying at the period start are
+    in the cohort, and a cohort account can lose at most its opening MRR, for NRR as for GRR:
+    its cohort deltas add up to max(-opening, net), its capped losses to min(opening, losses),
+    the same sums _roll_period makes per account. So NRR >= 0 and 0 <= GRR <= 1 for any history
+    (churned, reactivated and churned again within one period loses the opening MRR once).
     """
     if _require_non_negative(opening, "opening") == 0:
         return 0, 0
     loss_before = _require_non_negative(loss_before, "loss_before")
-    loss = -_require_int(delta, "delta") if delta < 0 else 0
-    return delta, min(opening, loss_before + loss) - min(opening, loss_before)
+    delta = _require_int(delta, "delta")
+    loss = -delta if delta < 0 else 0
+    capped_loss = min(opening, loss_before + loss) - min(opening, loss_before)
+    if not counts_for_cohort(kind):
+        return 0, capped_loss
+    net_before = _require_int(net_before, "net_before")
+    return max(-opening, net_before + delta) - max(-opening, net_before), capped_loss
+
+
+def counts_for_cohort(kind: MovementKind) -> bool:
+    """Whether a movement of this kind moves the cohort's MRR (new and reactivated MRR never
+    enter NRR or GRR)."""
+    return kind not in (MovementKind.NEW, MovementKind.REACTIVATION)
 
 
 def period_buckets(start: datetime, end: datetime, granularity: Granularity) -> list[Period]:

@@ -198,7 +198,15 @@ def _month_flow(repository: LedgerRepository, draft: LedgerEntryDraft) -> MonthF
     starts = month_and_quarter_start(draft.occurred_at)
     for position in repository.period_positions(draft.account_id, draft.currency, starts):
         opening = draft.mrr_before if position.opening is None else position.opening
-        shares.append(cohort_share(draft.delta, opening=opening, loss_before=position.losses))
+        shares.append(
+            cohort_share(
+                draft.delta,
+                kind=draft.kind,
+                opening=opening,
+                loss_before=position.losses,
+                net_before=position.net,
+            )
+        )
     (month_cohort, month_capped), (quarter_cohort, quarter_capped) = shares
     return MonthFlow(
         month=month_index(draft.occurred_at),

@@ -665,23 +665,65 @@ def test_deltas_sum_to_the_mrr_change(values):
     assert report.ending_mrr == report.starting_mrr + gained - report.contraction - report.churn
     if report.grr is not None:
         assert Decimal(0) <= report.grr <= Decimal(1)
+    if report.nrr is not None:
+        # A cohort account loses at most its starting MRR, reactivated and churned again or not.
+        assert report.nrr >= Decimal(0)
+        assert report.retained_mrr >= 0
+
+
+@given(histories=st.lists(paths, min_size=1, max_size=6))
+def test_retention_stays_in_bounds_for_any_cohort(histories: list[list[int]]) -> None:
+    """0 <= GRR <= 1 and NRR >= 0 for any set of account histories in one period."""
+    movements, opening = [], {}
+    for number, values in enumerate(histories):
+        account = f"acct{number}"
+        opening[(account, "USD")] = values[0]
+        movements += [dataclasses.replace(m, account_id=account) for m in account_path(values)]
+    for report in period_reports(movements, opening, Q1_2026):
+        if report.grr is not None:
+            assert Decimal(0) <= report.grr <= Decimal(1)
+        if report.nrr is not None:
+            assert report.nrr >= Decimal(0)
+
+
+def test_churned_reactivated_and_churned_again_loses_the_starting_mrr_once() -> None:
+    """starter 2,900 -> canceled -> reactivated -> canceled within one period: NRR 0, not -1."""
+    movements = account_path([2_900, 0, 2_900, 0])
+    [report] = period_reports(movements, {("acct", "USD"): 2_900}, Q1_2026)
+    assert (report.churn, report.reactivation) == (5_800, 2_900)
+    assert report.nrr == Decimal("0.0000") and report.grr == Decimal("0.0000")
 
 
 @given(
     opening=st.integers(min_value=0, max_value=10**9),
-    deltas=st.lists(st.integers(min_value=-(10**9), max_value=10**9), max_size=12),
+    moves=st.lists(
+        st.tuples(
+            st.integers(min_value=-(10**9), max_value=10**9),
+            st.sampled_from([MovementKind.EXPANSION, MovementKind.REACTIVATION]),
+        ),
+        max_size=12,
+    ),
 )
-def test_cohort_shares_add_up_to_the_period_rule(opening: int, deltas: list[int]) -> None:
+def test_cohort_shares_add_up_to_the_period_rule(
+    opening: int, moves: list[tuple[int, MovementKind]]
+) -> None:
     """Movement by movement, the shares sum to what _roll_period books per account and period:
-    every delta of a paying account, and losses capped at its opening MRR."""
-    cohort = capped = losses = 0
-    for delta in deltas:
-        share, used = cohort_share(delta, opening=opening, loss_before=losses)
+    the cohort movements of a paying account, floored at minus its opening MRR, and losses
+    capped at its opening MRR."""
+    cohort = capped = losses = net = 0
+    for delta, kind in moves:
+        if delta < 0:
+            kind = MovementKind.CONTRACTION
+        share, used = cohort_share(
+            delta, kind=kind, opening=opening, loss_before=losses, net_before=net
+        )
         cohort += share
         capped += used
         assert 0 <= used <= max(0, -delta)
+        assert abs(share) <= abs(delta) and share * delta >= 0
         losses += max(0, -delta)
-    assert cohort == (sum(deltas) if opening else 0)
+        net += delta if kind is not MovementKind.REACTIVATION else 0
+    assert cohort == (max(-opening, net) if opening else 0)
     assert capped == (min(opening, losses) if opening else 0)
 
 
