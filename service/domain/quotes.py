@@ -68,13 +68,21 @@ def plan_mrr(catalog: Catalog, plan: Plan) -> Money:
 def classify_change(catalog: Catalog, current: Plan, target: Plan) -> tuple[ChangeKind, Timing]:
     """Whether the change is allowed, whether it is an upgrade, and when it takes effect.
 
-    Tier changes must be on the catalog's allow-list (deny by default) and sales-assisted paths
-    are never self-serve. Within a tier, a change that raises MRR, or moves from monthly to
-    yearly billing, is an upgrade applied at once; anything else waits for the end of the term.
+    The kind follows MRR: a change that raises the plan's MRR (or keeps it) is an upgrade, one
+    that lowers it a downgrade, whatever the tiers' ranks, so the answer agrees with the ledger
+    movement it books (expansion or contraction). Tier changes must be on the catalog's
+    allow-list (deny by default) and sales-assisted paths are never self-serve; they take
+    effect when their path says, except that a change lowering MRR never applies at once (a
+    higher tier with far fewer seats waits for the end of the term like any downgrade).
+    Monthly to yearly billing applies at once (the year is invoiced now), yearly to monthly at
+    the end of the term; within a tier and interval an upgrade applies at once, a downgrade at
+    the end of the term.
     """
     validate_plan(catalog, target, prefix="target.")
     if target == current:
         raise ChangeNotAllowed("the target is the current plan", field="target", code="no_change")
+    raises_mrr = plan_mrr(catalog, target) >= plan_mrr(catalog, current)
+    kind = ChangeKind.upgrade if raises_mrr else ChangeKind.downgrade
     if target.tier != current.tier:
         path = catalog.upgrade_path(current.tier, target.tier)
         if path is None:
@@ -89,15 +97,12 @@ def classify_change(catalog: Catalog, current: Plan, target: Plan) -> tuple[Chan
                 field="target.tier",
                 code="sales_assisted_target",
             )
-        upward = catalog.tiers[target.tier].rank > catalog.tiers[current.tier].rank
-        return (ChangeKind.upgrade if upward else ChangeKind.downgrade), path.timing
+        return kind, path.timing if raises_mrr else Timing.end_of_term
     if current.interval is Interval.month and target.interval is Interval.year:
-        return ChangeKind.upgrade, Timing.immediate
+        return kind, Timing.immediate
     if current.interval is Interval.year and target.interval is Interval.month:
-        return ChangeKind.downgrade, Timing.end_of_term
-    if plan_mrr(catalog, target) >= plan_mrr(catalog, current):
-        return ChangeKind.upgrade, Timing.immediate
-    return ChangeKind.downgrade, Timing.end_of_term
+        return kind, Timing.end_of_term
+    return kind, Timing.immediate if raises_mrr else Timing.end_of_term
 
 
 @dataclass(frozen=True, slots=True)

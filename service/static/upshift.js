@@ -447,9 +447,15 @@ export class UpshiftOffers extends HTMLElement {
     return code.replaceAll("_", " ");
   }
 
+  // "Starter, 4 seats, API pack": the tier, the seats and every add-on, so an add-on offer
+  // shows what changes ("2 × API pack" for a quantity above one).
   planLine(plan) {
     const seats = `${plan.seats} seat${plan.seats === 1 ? "" : "s"}`;
-    return `${this.tierName(plan.tier)}, ${seats}`;
+    const addons = Object.entries(plan.addons || {})
+      .filter(([, quantity]) => quantity > 0)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([key, quantity]) => `${quantity > 1 ? `${quantity} × ` : ""}${this.addonName(key)}`);
+    return [`${this.tierName(plan.tier)}`, seats, ...addons].join(", ");
   }
 
   priceView(quote) {
@@ -477,7 +483,7 @@ export class UpshiftOffers extends HTMLElement {
       this.heading(this.offerTitle(offer)),
       this.noticeView(),
       reasons,
-      el("p", { class: "muted" }, `${this.planLine(offer.quote.current)} → ${this.planLine(offer.quote.target)}`),
+      el("p", { class: "muted", "data-testid": "plan-change" }, `${this.planLine(offer.quote.current)} → ${this.planLine(offer.quote.target)}`),
       this.priceView(offer.quote),
       el("div", { class: "actions" },
         el("button", { class: "primary", type: "button", "data-autofocus": true, onclick: () => this.review() },

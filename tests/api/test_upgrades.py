@@ -252,6 +252,32 @@ def test_scheduled_downgrade_applies_at_renewal_with_one_contraction(
     assert_ledger_matches_mrr(client, admin_headers, db)
 
 
+def test_a_higher_tier_that_lowers_mrr_is_a_downgrade_booked_as_one_contraction(
+    client: TestClient, admin_headers: dict[str, str], clock: FakeClock, db: Engine
+) -> None:
+    """Growth with 50 seats (774.00) to Business with 10 (299.00): the tier ranks higher, but
+    the change lowers MRR, so it is answered and scheduled as a downgrade (nothing charged now)
+    and booked at renewal as the contraction it is."""
+    big = {"tier": "growth", "interval": "month", "seats": 50}
+    assert client.put("/v1/accounts/acme", json=big, headers=admin_headers).status_code == 201
+    clock.advance(days=5)
+    body = upgrade(client, admin_headers, {"target": {"tier": "business", "seats": 10}}).json()
+    assert (body["status"], body["change"]) == ("scheduled", "downgrade")
+    assert body["amount_charged"]["amount_minor"] == 0 and body["ledger_entry_id"] is None
+    clock.advance(days=30)  # past the period end; the next request renews the account first
+    quote = client.post(
+        "/v1/accounts/acme/quotes", json={"target": {"seats": 11}}, headers=admin_headers
+    )
+    assert quote.status_code == 200, quote.text
+    account = client.get("/v1/accounts/acme", headers=admin_headers).json()
+    assert (account["tier"], account["seats"]) == ("business", 10)
+    assert [(r.kind, r.engine, r.mrr_delta_minor) for r in ledger_rows(db)] == [
+        ("new", None, 77_400),
+        ("contraction", "upsell", 29_900 - 77_400),
+    ]
+    assert_ledger_matches_mrr(client, admin_headers, db)
+
+
 def test_renewal_with_a_declined_card_leaves_the_account_past_due(
     client: TestClient, app: FastAPI, admin_headers: dict[str, str], acme: dict, clock: FakeClock
 ) -> None:

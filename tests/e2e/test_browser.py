@@ -158,6 +158,10 @@ def test_api_calls_bring_an_add_on_offer(page: Any, base_url: str) -> None:
     wait_state(page, "offer")
     expect(page.get_by_test_id("reasons")).to_contain_text("API calls: 100% of your limit used.")
     expect(page.get_by_test_id("amount-due")).to_have_text(re.compile(r"^\$\d+\.\d\d$"))
+    # The plan line says what changes: the add-on, not "Starter, 3 seats -> Starter, 3 seats".
+    expect(page.get_by_test_id("plan-change")).to_have_text(
+        "Starter, 3 seats → Starter, 3 seats, API pack (+100,000 calls a month)"
+    )
 
 
 def test_double_click_upgrades_once(

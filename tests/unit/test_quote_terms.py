@@ -22,7 +22,9 @@ from service.domain.quotes import (
     ChangeKind,
     PreparedChange,
     Quote,
+    classify_change,
     current_billed,
+    plan_mrr,
     prepare_change,
     price_change,
     quote_change,
@@ -284,3 +286,46 @@ def test_refused_everywhere_gives_no_terms() -> None:
     )
     with pytest.raises(ValueError):
         price_change(change, period, [early], period.start)
+
+
+plans = st.builds(
+    lambda tier, interval, extra, packs: Plan(
+        tier=tier,
+        interval=interval,
+        seats=CATALOG.tiers[tier].seats.included + extra,
+        addons={"api_pack": packs} if packs else {},
+    ),
+    st.sampled_from(["starter", "growth", "business"]),
+    st.sampled_from(list(Interval)),
+    st.integers(min_value=0, max_value=7),
+    st.integers(min_value=0, max_value=2),
+)
+
+
+@given(current=plans, target=plans)
+def test_a_change_is_an_upgrade_exactly_when_it_does_not_lower_mrr(
+    current: Plan, target: Plan
+) -> None:
+    """The answer's kind agrees with the ledger movement it books, and a change that lowers MRR
+    never applies at once, except monthly to yearly (the year is invoiced now)."""
+    try:
+        kind, timing = classify_change(CATALOG, current, target)
+    except DomainError:
+        return
+    raises = plan_mrr(CATALOG, target) >= plan_mrr(CATALOG, current)
+    assert (kind is ChangeKind.upgrade) == raises
+    to_yearly = current.interval is Interval.month and target.interval is Interval.year
+    if not raises and not to_yearly:
+        assert timing is Timing.end_of_term
+
+
+def test_a_higher_tier_with_far_fewer_seats_is_a_downgrade_at_the_end_of_the_term() -> None:
+    growth = Plan(tier="growth", interval=Interval.month, seats=50)  # 774.00 a month
+    business = Plan(tier="business", interval=Interval.month, seats=10)  # 299.00 a month
+    assert classify_change(CATALOG, growth, business) == (ChangeKind.downgrade, Timing.end_of_term)
+    # The other way round the tier goes down and MRR up: an upgrade, when its path says (the
+    # catalog schedules business -> growth for the end of the term).
+    assert classify_change(CATALOG, business, Plan("growth", Interval.month, 40)) == (
+        ChangeKind.upgrade,
+        Timing.end_of_term,
+    )
