@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -174,7 +175,9 @@ def _play(
     )
     app = create_app(quiet, clock=clock, engine=engine)
     driver = _Driver(app, clock)
-    asyncio.run(driver.run(events, begin, end))
+    # Its own thread and event loop: the caller may be inside one already (a test's browser).
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, driver.run(events, begin, end)).result()
     return HistoryReport(accounts=accounts, requests=driver.requests, seeded=True)
 
 
