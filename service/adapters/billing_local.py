@@ -17,6 +17,8 @@ from service.domain.periods import Period
 from service.domain.quotes import Quote
 from service.ports import AppliedChange, BillingAccount, Preview, ScheduledChange
 
+_INVOICE_KEYS = {"subscription_cycle": "renewal"}
+
 
 @dataclass(frozen=True, slots=True)
 class _Line:
@@ -84,20 +86,35 @@ class LocalBillingGateway:
         # The renewal applies it (services.renewals); nothing to tell a provider here.
         return ScheduledChange(schedule_id=None, effective_at=quote.effective_at)
 
-    def invoice_renewal(
-        self, account_id: str, currency: str, lines: list[PlanLine], period: Period
+    def invoice_period(
+        self,
+        account_id: str,
+        currency: str,
+        lines: list[PlanLine],
+        period: Period,
+        billing_reason: str = "subscription_cycle",
+        *,
+        free: bool = False,
     ) -> bool:
-        """Invoice a new period in full; returns whether the payment succeeded."""
-        paid = account_id not in self.declining_accounts
-        total = sum(line.amount.minor for line in lines)
+        """Invoice a period in full at its start (a renewal, or with billing_reason
+        "subscription_create" the first period); `free`: a trial's, every line at 0. Returns
+        whether the payment succeeded."""
+        amounts = [0 if free else line.amount.minor for line in lines]
+        total = sum(amounts)
+        paid = total == 0 or account_id not in self.declining_accounts
         self._write_invoice(
-            f"renewal:{account_id}:{period.start.isoformat()}",
+            # (renewals keep the key their invoices always had)
+            f"{_INVOICE_KEYS.get(billing_reason, billing_reason)}:{account_id}:"
+            f"{period.start.isoformat()}",
             account_id,
-            "subscription_cycle",
+            billing_reason,
             Money(total, currency),
             total if paid else 0,
             period,
-            [_Line(x.key, x.description, x.quantity, x.amount.minor, period, False) for x in lines],
+            [
+                _Line(line.key, line.description, line.quantity, amount, period, False)
+                for line, amount in zip(lines, amounts, strict=True)
+            ],
             created_at=period.start,
         )
         return paid

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -58,6 +58,25 @@ def target_lines(catalog: Catalog, plan: Plan) -> list[TargetLine]:
 def current_billed(catalog: Catalog, plan: Plan, period: Period) -> tuple[BilledLine, ...]:
     """The lines of a plan invoiced in full at its period start (no change yet this period)."""
     return billed_in_full(target_lines(catalog, plan), period)
+
+
+def billed_nothing(billed: Iterable[BilledLine]) -> tuple[BilledLine, ...]:
+    """The same lines, nothing charged for them: a free trial invoices 0 (as Stripe does)."""
+    return tuple(replace(line, billed_minor=0) for line in billed)
+
+
+def free_during_trial(quote: Quote, trial: Period) -> Quote:
+    """A change during a free trial: applied at once at no charge, the trial keeps its end (the
+    first paid invoice), and the new lines are billed nothing, so no later proration credits
+    time that was never paid for. See docs.stripe.com/billing/subscriptions/trials: a trialing
+    subscription's invoices are for 0, and changes during the trial are not prorated."""
+    return replace(
+        quote,
+        lines=(),
+        amount_due=Money(0, quote.amount_due.currency),
+        period=trial,
+        new_billed=billed_nothing(quote.new_billed),
+    )
 
 
 def plan_mrr(catalog: Catalog, plan: Plan) -> Money:

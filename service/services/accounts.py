@@ -7,19 +7,31 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from service.adapters.billing_local import LocalBillingGateway
 from service.adapters.billing_repository import ScheduledChangeRepository
 from service.adapters.orm import AccountRow
 from service.adapters.repositories import AccountRepository
 from service.adapters.usage_repository import AccountColumns
-from service.domain.accounts import AccountStatus, Plan, recurring_amount, validate_plan
+from service.domain.accounts import (
+    AccountStatus,
+    Plan,
+    plan_lines,
+    recurring_amount,
+    validate_plan,
+)
 from service.domain.catalog import Catalog, Interval
 from service.domain.errors import Conflict, NotFound, ValidationFailed
 from service.domain.ledger import PlanSnapshot, Source
 from service.domain.money import Money, monthly_from_interval
-from service.domain.periods import add_months
-from service.ports import Clock
+from service.domain.periods import Period, add_months
+from service.domain.quotes import billed_nothing, current_billed
+from service.ports import BillingGateway, Clock
 from service.services.account_state import mark_changed
+from service.services.billing import store_billed
 from service.services.ledger import record_account_state
+
+# A new account under local billing is invoiced for its first period at once (for 0 when trialing).
+_INVOICED_AT_START = (AccountStatus.active, AccountStatus.trialing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +82,15 @@ def put_account(
     data: AccountInput,
     *,
     expected_version: int | None = None,
+    gateway: BillingGateway | None = None,
 ) -> tuple[AccountRow, bool]:
-    """Create or replace the account; returns the row and whether it was created."""
+    """Create or replace the account; returns the row and whether it was created.
+
+    With local billing (`gateway`), creating an active account invoices its first period in
+    full, as Stripe invoices a new subscription at once; later prorations credit what that
+    invoice charged. A trialing account is invoiced nothing until its trial ends (a renewal).
+    A later PUT states the plan as billed: it is the admin's correction, not a sale.
+    """
     plan = Plan(tier=data.tier, interval=data.interval, seats=data.seats, addons=data.addons)
     validate_plan(catalog, plan)
     if data.currency is not None and data.currency != catalog.currency:
@@ -134,6 +153,23 @@ def put_account(
         repository.add(row)
     else:
         session.flush()
+    if created and isinstance(gateway, LocalBillingGateway) and row.status in _INVOICED_AT_START:
+        # As Stripe does for a new subscription: an invoice at once, for 0 during a free trial
+        # (docs.stripe.com/billing/subscriptions/trials).
+        period = Period(period_start, period_end)
+        trial = row.status == AccountStatus.trialing
+        gateway.invoice_period(
+            account_id,
+            row.currency,
+            plan_lines(catalog, plan),
+            period,
+            billing_reason="subscription_create",
+            free=trial,
+        )
+        billed = current_billed(catalog, plan, period)
+        store_billed(
+            session, catalog, account_id, plan, billed_nothing(billed) if trial else billed
+        )
     # Every PUT that moves MRR is one admin movement, keyed by the version it produced, so the
     # ledger's sum for the account stays equal to its MRR.
     record_account_state(

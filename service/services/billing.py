@@ -9,11 +9,11 @@ from sqlalchemy.orm import Session
 from service.adapters.billing_local import LocalBillingGateway
 from service.adapters.billing_repository import SubscriptionItemRepository
 from service.adapters.billing_tables import SubscriptionItemRow
-from service.domain.accounts import Plan, plan_lines
+from service.domain.accounts import AccountStatus, Plan, plan_lines
 from service.domain.catalog import Catalog
 from service.domain.money import Money
 from service.domain.proration import BilledLine
-from service.domain.quotes import current_billed
+from service.domain.quotes import billed_nothing, current_billed
 from service.ports import BillingGateway
 from service.services.account_state import AccountState
 
@@ -34,6 +34,8 @@ def billed_lines(
     rows = SubscriptionItemRepository(session).for_account(account.id)
     period = account.period
     in_full = current_billed(catalog, account.plan, period)
+    if account.status is AccountStatus.trialing:
+        return billed_nothing(in_full)  # a free trial is invoiced 0 until it ends
     # Stored lines count only while they still describe this period and this plan; a renewal or
     # a change made elsewhere (an admin PUT) means the plan was billed in full.
     stored = {(row.key, row.unit_amount_minor, row.quantity) for row in rows}

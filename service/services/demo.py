@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.adapters.billing_local import LocalBillingGateway
 from service.adapters.db import transaction
 from service.adapters.repositories import AccountRepository
 from service.domain.catalog import Catalog, Interval
@@ -31,5 +32,6 @@ def seed_demo(factory: sessionmaker[Session], catalog: Catalog, clock: Clock) ->
                 AccountInput(
                     name="Demo Co.", tier=tier_key, interval=interval, seats=tier.seats.included
                 ),
+                gateway=LocalBillingGateway(session, frozenset()),  # the demo bills locally
             )
         return create_key(session, clock, "demo", frozenset({Scope.admin}))

@@ -11,7 +11,13 @@ from service.domain.catalog import Catalog, Interval, Timing
 from service.domain.errors import Conflict, ValidationFailed
 from service.domain.periods import Period
 from service.domain.proration import BilledLine
-from service.domain.quotes import PreparedChange, Quote, prepare_change, price_change
+from service.domain.quotes import (
+    PreparedChange,
+    Quote,
+    free_during_trial,
+    prepare_change,
+    price_change,
+)
 from service.ports import BillingGateway
 from service.services.account_state import AccountState
 
@@ -93,7 +99,10 @@ def price_for_account(
         # Local billing renews before quoting; with Stripe the renewal webhook is still due.
         raise BillingPeriodEnded("the account's billing period has ended and is not renewed yet")
     proration_date = pinned_proration_date(now, requested_proration_date, account.period)
-    return price_change(change, account.period, billed, proration_date)
+    quote = price_change(change, account.period, billed, proration_date)
+    if account.status is AccountStatus.trialing and quote.timing is Timing.immediate:
+        return free_during_trial(quote, account.period)
+    return quote
 
 
 def authoritative_quote(

@@ -71,7 +71,7 @@ def renew_due(
     renewed = 0
     while (
         account.current_period_end <= now
-        and account.status in (AccountStatus.active, AccountStatus.past_due)
+        and account.status in RENEWING_STATUSES
         and renewed < MAX_RENEWALS_PER_CALL
     ):
         _renew_once(session, catalog, account, gateway)
@@ -90,8 +90,11 @@ def _renew_once(
             after = plan_from_json(change.target)
             change.status = "applied"
     anchor = account.billing_cycle_anchor or account.current_period_start
-    if after.interval != before.interval:
-        anchor = boundary  # a new interval starts a new cycle at the boundary
+    if after.interval != before.interval or account.status == AccountStatus.trialing:
+        # A new interval starts a new cycle at the boundary; so does a trial's end ("a new
+        # billing cycle also begins for the customer when the trial ends",
+        # docs.stripe.com/billing/subscriptions/trials): the first paid period is a whole one.
+        anchor = boundary
     months = after.interval.months
     cycles = 1
     while add_months(anchor, cycles * months) <= boundary:
@@ -108,17 +111,21 @@ def _renew_once(
     account.updated_at = boundary
     mark_changed(session, account.id)
     lines = plan_lines(catalog, after)
-    paid = gateway.invoice_renewal(account.id, account.currency, lines, period)
+    paid = gateway.invoice_period(account.id, account.currency, lines, period)
     account.status = AccountStatus.active if paid else AccountStatus.past_due
     session.flush()
     store_billed(session, catalog, account.id, after, current_billed(catalog, after, period))
-    if after != before:
+    # The movement the boundary makes: a scheduled change applied, or a trial's end (MRR from 0
+    # to the plan's: `new`, or `reactivation` after an earlier paid period).
+    mrr_before = ledger_balances(session, account.id).get(account.currency, 0)
+    mrr_after = account_mrr(catalog, account).minor
+    if mrr_after != mrr_before:
         record_movement(
             session,
             account_id=account.id,
             currency=account.currency,
-            mrr_before=ledger_balances(session, account.id).get(account.currency, 0),
-            mrr_after=account_mrr(catalog, account).minor,
+            mrr_before=mrr_before,
+            mrr_after=mrr_after,
             before=PlanSnapshot(tier=before.tier, seats=before.seats, addons=dict(before.addons)),
             after=PlanSnapshot(tier=after.tier, seats=after.seats, addons=dict(after.addons)),
             source=Source.API,
@@ -130,7 +137,12 @@ def _renew_once(
 
 # Renewals run on their own: a worker in every replica (RenewalWorker) and `upshift billing run`
 # renew every account whose period has ended, without waiting for a request to touch it.
-RENEWING_STATUSES = (AccountStatus.active.value, AccountStatus.past_due.value)
+# A trial's end is a renewal like any other: it invoices the first paid period.
+RENEWING_STATUSES = (
+    AccountStatus.active.value,
+    AccountStatus.past_due.value,
+    AccountStatus.trialing.value,
+)
 RENEWAL_BATCH = 200
 
 

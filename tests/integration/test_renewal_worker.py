@@ -28,9 +28,15 @@ BOUNDARY = datetime(2026, 12, 10, 12, 0, tzinfo=UTC)  # ACME's first period ends
 
 
 def invoices(db: Engine, account_id: str) -> int:
+    """The account's renewal invoices (its first period's, from the PUT, is not one)."""
     with Session(db) as session:
         return session.scalar(
-            select(func.count()).select_from(InvoiceRow).where(InvoiceRow.account_id == account_id)
+            select(func.count())
+            .select_from(InvoiceRow)
+            .where(
+                InvoiceRow.account_id == account_id,
+                InvoiceRow.billing_reason == "subscription_cycle",
+            )
         )
 
 
@@ -54,7 +60,7 @@ def test_the_worker_applies_a_scheduled_downgrade_at_the_boundary_without_any_re
     assert (contraction.kind, contraction.mrr_delta_minor) == ("contraction", -1_500)
     assert contraction.occurred_at == BOUNDARY  # the boundary, not when it was noticed
     assert new.kind == "new"
-    assert invoices(db, "acme") == 1  # the renewal's invoice (the first PUT invoices nothing)
+    assert invoices(db, "acme") == 1  # one renewal invoice
     assert "upshift_renewals_total 1.0" in lag
     assert "upshift_renewal_lag_seconds 0.0" in lag
 

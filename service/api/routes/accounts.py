@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 
 from service.adapters.orm import AccountRow
-from service.api.deps import AccountIdPath, AdminDep, CatalogDep, ClockDep, SessionDep
+from service.api.deps import (
+    AccountIdPath,
+    AdminDep,
+    BillingDep,
+    CatalogDep,
+    ClockDep,
+    SessionDep,
+)
 from service.api.problems import problem_responses
 from service.api.schemas import AccountOut, AccountPut, MoneyOut
 from service.domain.accounts import AccountStatus, recurring_amount
@@ -66,6 +73,7 @@ def put(
     session: SessionDep,
     catalog: CatalogDep,
     clock: ClockDep,
+    billing: BillingDep,
     _: AdminDep,
     if_match: Annotated[
         str | None, Header(description="Expected version (optimistic lock)")
@@ -78,6 +86,7 @@ def put(
         account_id,
         AccountInput(**body.model_dump()),
         expected_version=parse_if_match(if_match),
+        gateway=billing,
     )
     response.status_code = 201 if created else 200
     response.headers["ETag"] = f'"{row.version}"'
