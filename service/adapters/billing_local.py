@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.adapters.billing_repository import InvoiceRepository
 from service.adapters.billing_tables import InvoiceLineRow, InvoiceRow
+from service.adapters.orm import AccountRow
 from service.domain.accounts import PlanLine
 from service.domain.errors import PaymentDeclined
 from service.domain.money import Money
@@ -48,7 +49,12 @@ class LocalBillingGateway:
     def apply(self, account: BillingAccount, quote: Quote, idempotency_key: str) -> AppliedChange:
         if account.account_id in self.declining_accounts and quote.amount_due.minor > 0:
             raise PaymentDeclined("Your card was declined.", code="card_declined")
-        charged = max(quote.amount_due.minor, 0)  # a negative total stays as customer credit
+        # The change is charged what its quote says. A negative total (say a yearly plan's
+        # unused time credited against a monthly one) is owed to the customer: it goes to the
+        # credit balance, which the next renewal invoices use first.
+        charged = max(quote.amount_due.minor, 0)
+        if quote.amount_due.minor < 0:
+            self._account(account.account_id).credit_balance_minor -= quote.amount_due.minor
         invoice_id = self._write_invoice(
             idempotency_key,
             account.account_id,
@@ -101,7 +107,13 @@ class LocalBillingGateway:
         whether the payment succeeded."""
         amounts = [0 if free else line.amount.minor for line in lines]
         total = sum(amounts)
-        paid = total == 0 or account_id not in self.declining_accounts
+        # The customer's credit pays first (Stripe applies the customer balance when it
+        # finalizes an invoice: docs.stripe.com/billing/customer/balance); the card the rest.
+        row = self._account(account_id)
+        credit = min(row.credit_balance_minor, total)
+        row.credit_balance_minor -= credit
+        due = total - credit
+        paid = due == 0 or account_id not in self.declining_accounts
         self._write_invoice(
             # (renewals keep the key their invoices always had)
             f"{_INVOICE_KEYS.get(billing_reason, billing_reason)}:{account_id}:"
@@ -109,15 +121,23 @@ class LocalBillingGateway:
             account_id,
             billing_reason,
             Money(total, currency),
-            total if paid else 0,
+            due if paid else 0,
             period,
             [
                 _Line(line.key, line.description, line.quantity, amount, period, False)
                 for line, amount in zip(lines, amounts, strict=True)
             ],
             created_at=period.start,
+            credit_applied=credit,
         )
         return paid
+
+    def _account(self, account_id: str) -> AccountRow:
+        """The account's row, locked by the change or renewal that bills it."""
+        row = self.session.get(AccountRow, account_id)
+        if row is None:
+            raise LookupError(f"account {account_id!r} is not in this transaction")
+        return row
 
     def _write_invoice(
         self,
@@ -130,6 +150,7 @@ class LocalBillingGateway:
         lines: list[_Line],
         *,
         created_at: datetime,
+        credit_applied: int = 0,
     ) -> str:
         invoice_id = "in_local_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
         InvoiceRepository(self.session).add(
@@ -138,9 +159,12 @@ class LocalBillingGateway:
                 account_id=account_id,
                 external_id=None,
                 billing_reason=billing_reason,
-                status="paid" if amount_paid == max(amount_due.minor, 0) else "open",
+                status="paid"
+                if amount_paid + credit_applied == max(amount_due.minor, 0)
+                else "open",
                 currency=amount_due.currency,
                 amount_due_minor=amount_due.minor,
+                credit_applied_minor=credit_applied,
                 amount_paid_minor=amount_paid,
                 period_start=period.start,
                 period_end=period.end,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.adapters.orm import Base
@@ -44,7 +44,9 @@ class InvoiceRow(Base):
     billing_reason: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     currency: Mapped[str] = mapped_column(String(3))
-    amount_due_minor: Mapped[int]
+    amount_due_minor: Mapped[int]  # the invoice's total (negative: a credit to the customer)
+    # of the total, what the customer's credit balance paid (Stripe: starting - ending balance)
+    credit_applied_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     amount_paid_minor: Mapped[int]
     period_start: Mapped[datetime]
     period_end: Mapped[datetime]

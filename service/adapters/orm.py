@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -61,6 +61,9 @@ class AccountRow(Base):
     # Renewals count whole intervals from here, so a cycle anchored on the 31st comes back to
     # the 31st after February (as Stripe's billing_cycle_anchor does).
     billing_cycle_anchor: Mapped[datetime | None]
+    # Local billing: credit the customer is owed (a change whose total was negative), applied to
+    # the next renewal invoices first, as Stripe's customer balance is. Minor units, >= 0.
+    credit_balance_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

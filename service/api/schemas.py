@@ -56,6 +56,10 @@ class AccountOut(BaseModel):
     billing_subscription_id: str | None
     recurring_amount: MoneyOut = Field(description="Billed every interval")
     mrr: MoneyOut = Field(description="Monthly recurring revenue (yearly / 12)")
+    credit_balance: MoneyOut = Field(
+        description="Local billing: credit owed to the customer (a change whose total was "
+        "negative), used first by the next renewal invoices"
+    )
     version: int
     created_at: datetime
     updated_at: datetime

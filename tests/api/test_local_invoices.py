@@ -88,3 +88,40 @@ def test_a_trial_is_charged_nothing_and_its_end_books_new_mrr(
     assert (entry.kind, entry.mrr_delta_minor) == ("new", GROWTH_9)
     assert entry.occurred_at == trial_end
     assert_ledger_matches_mrr(client, admin_headers, db)
+
+
+def test_a_negative_change_is_kept_as_credit_that_the_next_renewal_uses_first(
+    client: TestClient, admin_headers: dict[str, str], clock: FakeClock, db: Engine
+) -> None:
+    """Starter yearly (290.00) to Growth monthly (99.00) at the start of the year: the unused
+    year is credited against the month, a total of -191.00. It is owed to the customer: the
+    account shows it, and the renewals use it before charging the card."""
+    yearly = {"tier": "starter", "interval": "year", "seats": 3}
+    assert client.put("/v1/accounts/acme", json=yearly, headers=admin_headers).status_code == 201
+    body = upgrade(client, admin_headers, {"target": {"tier": "growth", "interval": "month"}})
+    assert body.status_code == 200, body.text
+    change = body.json()
+    assert change["amount_charged"]["amount_minor"] == 0
+    account = client.get("/v1/accounts/acme", headers=admin_headers).json()
+    assert account["credit_balance"] == {"amount_minor": 19_100, "currency": "USD"}
+    assert ("subscription_update", -19_100, 0, "paid") in invoices(db)
+
+    from service.services.renewals import renew_due_accounts
+
+    state = client.app.state  # type: ignore[attr-defined]
+    charged = []
+    for _ in range(2):  # two monthly renewals: 99.00 from the credit, then the rest, then card
+        clock.advance(days=31)
+        renew_due_accounts(
+            state.session_factory, state.catalog, state.billing_gateways, clock.now()
+        )
+        with Session(db) as session:
+            last = session.scalars(
+                select(InvoiceRow).order_by(InvoiceRow.created_at.desc()).limit(1)
+            ).one()
+            charged.append(
+                (last.amount_due_minor, last.credit_applied_minor, last.amount_paid_minor)
+            )
+    assert charged == [(9_900, 9_900, 0), (9_900, 9_200, 700)]
+    account = client.get("/v1/accounts/acme", headers=admin_headers).json()
+    assert account["credit_balance"]["amount_minor"] == 0

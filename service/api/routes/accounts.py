@@ -43,6 +43,7 @@ def account_out(catalog: Catalog, row: AccountRow) -> AccountOut:
         billing_subscription_id=row.billing_subscription_id,
         recurring_amount=MoneyOut(amount_minor=recurring.minor, currency=recurring.currency),
         mrr=MoneyOut(amount_minor=mrr.minor, currency=mrr.currency),
+        credit_balance=MoneyOut(amount_minor=row.credit_balance_minor or 0, currency=row.currency),
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
