@@ -83,3 +83,11 @@ def test_the_generated_references_render() -> None:
         assert f"### `{name}`" in cli
     api = reference.openapi_markdown()
     assert "### `POST /v1/accounts/{account_id}/sales-requests`" in api
+
+
+def test_the_stripe_double_readme_names_every_module() -> None:
+    fakes = ROOT / "tests" / "fakes"
+    readme = (fakes / "README.md").read_text()
+    modules = [p.name for p in fakes.glob("*.py") if p.name != "__init__.py"]
+    missing = [name for name in modules if f"`{name}`" not in readme]
+    assert not missing, f"tests/fakes/README.md does not describe {missing}"
