@@ -91,3 +91,14 @@ def test_the_stripe_double_readme_names_every_module() -> None:
     modules = [p.name for p in fakes.glob("*.py") if p.name != "__init__.py"]
     missing = [name for name in modules if f"`{name}`" not in readme]
     assert not missing, f"tests/fakes/README.md does not describe {missing}"
+
+
+def test_the_architecture_page_lists_every_module() -> None:
+    page = (DOCS / "architecture.md").read_text()
+    modules = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "service").rglob("*.py")
+        if p.name != "__init__.py"
+    )
+    missing = [module for module in modules if f"`{module}`" not in page]
+    assert not missing, f"docs/architecture.md does not list {missing}"
