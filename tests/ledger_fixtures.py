@@ -17,7 +17,7 @@ from service.adapters.ledger_tables import LedgerEntryRow
 from service.adapters.orm import AccountRow
 from service.domain.catalog import Catalog
 from service.domain.ledger import Attribution, Engine, Motion, PlanSnapshot, Source
-from service.services.accounts import account_mrr
+from service.services.account_state import account_mrr
 from service.services.ledger import record_movement
 from tests.conftest import CATALOG_PATH
 

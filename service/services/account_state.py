@@ -6,13 +6,25 @@ from dataclasses import dataclass
 
 from service.adapters.change_feed import changed_accounts, mark_changed
 from service.adapters.orm import AccountRow
+from service.adapters.usage_repository import AccountColumns
 from service.domain.accounts import AccountStatus, Plan
-from service.domain.catalog import Interval
+from service.domain.catalog import Catalog, Interval
+from service.domain.ledger import PlanSnapshot
+from service.domain.money import Money
 from service.domain.periods import Period
+from service.domain.quotes import plan_mrr
 from service.ports import BillingAccount
 
 # What a transaction changed, for the offer caches of every process (see adapters.change_feed).
-__all__ = ["AccountState", "changed_accounts", "mark_changed", "state_of"]
+__all__ = [
+    "AccountState",
+    "account_mrr",
+    "changed_accounts",
+    "mark_changed",
+    "plan_of",
+    "plan_snapshot",
+    "state_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +56,30 @@ def state_of(row: AccountRow) -> AccountState:
         version=row.version,
         status=AccountStatus(row.status),
         currency=row.currency,
-        plan=Plan(
-            tier=row.tier,
-            interval=Interval(row.interval),
-            seats=row.seats,
-            addons=dict(row.addons),
-        ),
+        plan=plan_of(row),
         period=Period(row.current_period_start, row.current_period_end),
         customer_id=row.billing_customer_id,
         subscription_id=row.billing_subscription_id,
     )
+
+
+# What an account row is worth: its plan, the ledger's view of it, and its MRR. Used by the
+# account, signal, upgrade, renewal and webhook use cases alike.
+
+
+def plan_of(row: AccountRow | AccountColumns) -> Plan:
+    return Plan(
+        tier=row.tier, interval=Interval(row.interval), seats=row.seats, addons=dict(row.addons)
+    )
+
+
+def plan_snapshot(plan: AccountRow | Plan) -> PlanSnapshot:
+    """What the ledger records of a plan (an account's, or one it is moving to)."""
+    return PlanSnapshot(tier=plan.tier, seats=plan.seats, addons=dict(plan.addons))
+
+
+def account_mrr(catalog: Catalog, row: AccountRow | AccountColumns) -> Money:
+    """Monthly recurring revenue of the account's plan; zero unless it is paying."""
+    if row.status not in (AccountStatus.active, AccountStatus.past_due):
+        return Money.zero(row.currency)
+    return plan_mrr(catalog, plan_of(row))

@@ -11,24 +11,25 @@ from service.adapters.billing_local import LocalBillingGateway
 from service.adapters.billing_repository import ScheduledChangeRepository
 from service.adapters.orm import AccountRow
 from service.adapters.repositories import AccountRepository
-from service.adapters.usage_repository import AccountColumns
 from service.domain.accounts import (
     AccountStatus,
     Plan,
     plan_lines,
-    recurring_amount,
     validate_plan,
 )
 from service.domain.catalog import Catalog, Interval
 from service.domain.errors import Conflict, NotFound, ValidationFailed
-from service.domain.ledger import PlanSnapshot, Source
-from service.domain.money import Money, monthly_from_interval
+from service.domain.ledger import Source
 from service.domain.periods import Period, add_months
 from service.domain.quotes import billed_nothing, current_billed
 from service.ports import BillingGateway, Clock
-from service.services.account_state import mark_changed
+from service.services.account_state import account_mrr, mark_changed, plan_snapshot
 from service.services.billing import store_billed
 from service.services.ledger import record_account_state
+from service.services.signals import evaluate_account
+
+# An account as the use cases hand it out (its row; read-only to their callers).
+Account = AccountRow
 
 # A new account under local billing is invoiced for its first period at once (for 0 when trialing).
 _INVOICED_AT_START = (AccountStatus.active, AccountStatus.trialing)
@@ -47,24 +48,6 @@ class AccountInput:
     current_period_end: datetime | None = None
     billing_customer_id: str | None = None
     billing_subscription_id: str | None = None
-
-
-def plan_of(row: AccountRow | AccountColumns) -> Plan:
-    return Plan(tier=row.tier, interval=Interval(row.interval), seats=row.seats, addons=row.addons)
-
-
-def plan_snapshot(plan: AccountRow | Plan) -> PlanSnapshot:
-    """What the ledger records of a plan (an account's, or one it is moving to)."""
-    return PlanSnapshot(tier=plan.tier, seats=plan.seats, addons=dict(plan.addons))
-
-
-def account_mrr(catalog: Catalog, row: AccountRow | AccountColumns) -> Money:
-    """Monthly recurring revenue of the account's plan; zero unless it is paying."""
-    if row.status not in (AccountStatus.active, AccountStatus.past_due):
-        return Money.zero(row.currency)
-    plan = plan_of(row)
-    amount = recurring_amount(catalog, plan)
-    return Money(monthly_from_interval(amount.minor, plan.interval.months), amount.currency)
 
 
 def get_account(session: Session, account_id: str) -> AccountRow:
@@ -185,7 +168,5 @@ def put_account(
         catalog_version=catalog.version,
     )
     # The plan sets the limits: record the thresholds the account's usage crosses under it.
-    from service.services.signals import evaluate_account  # (signals imports this module)
-
     evaluate_account(session, catalog, row, now)
     return row, created

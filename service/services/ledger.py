@@ -42,6 +42,9 @@ from service.domain.ledger import (
 )
 from service.domain.money import validate_currency
 
+# A recorded ledger entry as the use cases hand it out (read-only to their callers).
+LedgerEntry = LedgerEntryRow
+
 
 class LedgerOutOfStep(Conflict):
     """The movement does not start where the ledger says the account's MRR is."""

@@ -20,8 +20,7 @@ from service.domain.ledger import PlanSnapshot, Source
 from service.domain.periods import Period, add_months
 from service.domain.quotes import current_billed
 from service.ports import Clock
-from service.services.account_state import changed_accounts, mark_changed
-from service.services.accounts import account_mrr, plan_of
+from service.services.account_state import account_mrr, changed_accounts, mark_changed, plan_of
 from service.services.billing import GatewayFactory, store_billed
 from service.services.ledger import ledger_balances, record_movement
 

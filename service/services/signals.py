@@ -42,7 +42,7 @@ from service.domain.usage import (
     UsageAccount,
     UsageSnapshot,
 )
-from service.services.accounts import account_mrr
+from service.services.account_state import account_mrr
 
 SUMMARY_CROSSINGS = 100  # the most recent crossings a summary lists
 # Accounts per sweep transaction: per-page queries cost about the same for 5,000 or 20,000.

@@ -21,8 +21,13 @@ from service.domain.errors import Conflict, NotFound, ValidationFailed
 from service.domain.ledger import Attribution, Motion, Source
 from service.domain.quotes import Quote
 from service.ports import AppliedChange, BillingGateway
-from service.services.account_state import AccountState, mark_changed, state_of
-from service.services.accounts import account_mrr, plan_snapshot
+from service.services.account_state import (
+    AccountState,
+    account_mrr,
+    mark_changed,
+    plan_snapshot,
+    state_of,
+)
 from service.services.billing import GatewayFactory, billed_lines, store_billed
 from service.services.ledger import ledger_balances, record_movement
 from service.services.quotes import (

@@ -31,8 +31,7 @@ from service.domain.errors import DomainError
 from service.domain.ledger import PlanSnapshot, Source
 from service.domain.periods import Period
 from service.ports import Clock
-from service.services.account_state import mark_changed
-from service.services.accounts import account_mrr, plan_of, plan_snapshot
+from service.services.account_state import account_mrr, mark_changed, plan_of, plan_snapshot
 from service.services.ledger import ledger_balances, record_movement
 
 log = logging.getLogger("upshift.webhooks")

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
-from service.adapters.orm import AccountRow
 from service.api.deps import (
     AccountIdPath,
     AdminDep,
@@ -20,12 +19,13 @@ from service.api.schemas import AccountOut, AccountPut, MoneyOut
 from service.domain.accounts import AccountStatus, recurring_amount
 from service.domain.catalog import Catalog, Interval
 from service.domain.errors import ValidationFailed
-from service.services.accounts import AccountInput, account_mrr, get_account, plan_of, put_account
+from service.services.account_state import account_mrr, plan_of
+from service.services.accounts import Account, AccountInput, get_account, put_account
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 
-def account_out(catalog: Catalog, row: AccountRow) -> AccountOut:
+def account_out(catalog: Catalog, row: Account) -> AccountOut:
     recurring = recurring_amount(catalog, plan_of(row))
     mrr = account_mrr(catalog, row)
     return AccountOut(

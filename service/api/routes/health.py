@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.adapters.db import ping
 from service.api.problems import problem_responses
 from service.api.schemas import HealthOut, ReadyOut
+from service.services.readiness import readiness_checks
 
 router = APIRouter(tags=["operations"])
 
@@ -20,14 +20,10 @@ async def healthz() -> HealthOut:
 
 @router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}})
 async def readyz(request: Request) -> JSONResponse:
-    checks: dict[str, str] = {}
-    try:
-        await run_in_threadpool(ping, request.app.state.engine)
-        checks["database"] = "ok"
-    except Exception as exc:  # readiness reports any failure instead of raising it
-        checks["database"] = f"error: {type(exc).__name__}"
-    catalog = getattr(request.app.state, "catalog", None)
-    checks["catalog"] = f"ok ({catalog.version})" if catalog is not None else "error: not loaded"
+    state = request.app.state
+    checks = await run_in_threadpool(
+        readiness_checks, state.engine, getattr(state, "catalog", None)
+    )
     ready = all(value.startswith("ok") for value in checks.values())
     body = ReadyOut(status="ready" if ready else "not_ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

@@ -7,17 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from service.adapters.ledger_repository import TimeWindow
-from service.adapters.ledger_tables import LedgerEntryRow
 from service.api.deps import FinanceDep, SessionDep
 from service.api.ledger_schemas import EntriesQuery, ExportQuery, LedgerEntryOut, LedgerPageOut
 from service.api.problems import problem_responses
 from service.domain.errors import ValidationFailed
-from service.services.ledger import EntryFilters, list_entries
+from service.services.ledger import EntryFilters, LedgerEntry, list_entries
 from service.services.ledger_export import (
     EXPORT_COLUMNS,
     MEDIA_TYPES,
     ExportFormat,
+    TimeWindow,
     stream_export,
 )
 
@@ -26,7 +25,7 @@ router = APIRouter(prefix="/v1", tags=["ledger"])
 _COLUMN_TABLE = "\n".join(f"- `{name}`: {meaning}" for name, meaning in EXPORT_COLUMNS.items())
 
 
-def entry_out(row: LedgerEntryRow) -> LedgerEntryOut:
+def entry_out(row: LedgerEntry) -> LedgerEntryOut:
     return LedgerEntryOut.model_validate(row, from_attributes=True)
 
 
