@@ -1,12 +1,11 @@
-"""The ledger's SQL: append and read only, plus the streaming and aggregate reads of finance."""
+"""The ledger's reads: entries page by page, plus the streaming and aggregate reads of finance."""
 
 from __future__ import annotations
 
 import selectors
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import psycopg
@@ -30,26 +29,18 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from service.adapters.bulk_sql import dialect_insert
+from service.adapters.ledger_appends import APPEND_LOCK_KEY, COHORT_KINDS
 from service.adapters.ledger_tables import (
     FIRST_EXPANSION_ROWS,
     LedgerEntryRow,
     LedgerMonthFlowRow,
 )
 from service.adapters.offer_tables import OfferImpressionRow, OfferViewRow
-from service.domain.ledger import MovementKind, counts_for_cohort
 
 E = LedgerEntryRow
 F = LedgerMonthFlowRow
-
-# Any constant works as long as nothing else in the database takes the same advisory lock; this
-# is the first 8 bytes of sha256("upshift.ledger.append") as a signed bigint.
-APPEND_LOCK_KEY = 0x2F5A_1C3E_9B47_6D01
-# The kinds whose deltas move a cohort account's MRR (not new, not reactivation).
-_COHORT_KINDS = tuple(kind.value for kind in MovementKind if counts_for_cohort(kind))
 
 # The ledger columns the hash covers, in the order verify reads them, keyed by record field.
 CHAIN_COLUMNS: dict[str, Any] = {
@@ -115,151 +106,27 @@ class TimeWindow:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class AccountPosition:
-    """Where an account stands in the ledger before the next movement is appended."""
-
-    has_entries: bool
-    balance: int  # the last mrr_after in the currency asked for, 0 if none
-    last_occurred_at: datetime | None  # of the account's last entry in any currency
-
-
-_MONTH_FLOW_KEY = ("month", "currency", "kind", "engine")
-
-
-@cache
-def _month_flow_upsert(dialect: Dialect) -> Any:
-    """INSERT one rollup row, or add its sums to the row already there (built once)."""
-    statement = dialect_insert(dialect, F)
-    added = {
-        column.name: column + statement.excluded[column.name]
-        for column in F.__table__.columns
-        if column.name not in _MONTH_FLOW_KEY
-    }
-    return statement.on_conflict_do_update(index_elements=list(_MONTH_FLOW_KEY), set_=added)
-
-
-@dataclass(frozen=True, slots=True)
-class PeriodPosition:
-    """An account's state in one currency within a period, before its next movement."""
-
-    opening: int | None  # MRR at the period start; None when nothing moved in the period yet
-    losses: int  # the losses it booked in the period so far, a magnitude
-    net: int  # the sum of its cohort movements in the period so far (domain.ledger.cohort_share)
-
-
-@dataclass(frozen=True, slots=True)
-class MonthFlow:
-    """One entry's contribution to the monthly rollup (see LedgerMonthFlowRow)."""
-
-    month: int
-    currency: str
-    kind: str
-    engine: str | None
-    total: int
-    month_cohort: int
-    month_capped_loss: int
-    quarter_cohort: int
-    quarter_capped_loss: int
-
-
 class LedgerRepository:
-    """Append and read; there is deliberately no update or delete."""
+    """Reading entries (appends: ledger_appends.LedgerAppends)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def lock_for_append(self) -> None:
-        """Serialize appenders until the transaction ends, so all rows form one chain.
-
-        SQLite needs nothing: every transaction already holds the write lock (BEGIN IMMEDIATE).
-        """
-        if self.session.get_bind().dialect.name == "postgresql":
-            self.session.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
-
-    def head_hash(self) -> str | None:
-        return self.session.scalar(select(E.hash).order_by(E.id.desc()).limit(1))
-
-    def by_idempotency_key(self, key: str) -> LedgerEntryRow | None:
-        return self.session.scalars(select(E).where(E.idempotency_key == key)).one_or_none()
-
-    def position(self, account_id: str, currency: str) -> AccountPosition:
-        last_occurred_at = self.session.scalar(
-            select(func.max(E.occurred_at)).where(E.account_id == account_id)
-        )
-        if last_occurred_at is None:
-            return AccountPosition(has_entries=False, balance=0, last_occurred_at=None)
-        balance = self.session.scalar(
-            select(E.mrr_after_minor)
-            .where(E.account_id == account_id, E.currency == currency)
-            .order_by(E.occurred_at.desc(), E.id.desc())
-            .limit(1)
-        )
-        return AccountPosition(
-            has_entries=True, balance=balance or 0, last_occurred_at=last_occurred_at
-        )
-
-    def balances(self, account_id: str) -> dict[str, int]:
-        """The account's MRR per currency as the ledger has it (sum of deltas), zeros dropped."""
-        rows = self.session.execute(
-            select(E.currency, func.sum(E.mrr_delta_minor))
-            .where(E.account_id == account_id)
-            .group_by(E.currency)
-        )
-        return {currency: int(total) for currency, total in rows if total}
-
-    def add(self, row: LedgerEntryRow) -> None:
-        self.session.add(row)
-        self.session.flush()
-
-    def period_positions(
-        self, account_id: str, currency: str, starts: Sequence[datetime]
-    ) -> list[PeriodPosition]:
-        """For each period start: the account's MRR then (None without movements since) and its
-        losses since, in one statement."""
-        columns = []
-        for since in starts:
-            mine = (E.account_id == account_id, E.currency == currency, E.occurred_at >= since)
-            columns.append(
-                select(E.mrr_before_minor)
-                .where(*mine)
-                .order_by(E.occurred_at, E.id)
-                .limit(1)
-                .scalar_subquery()
+    def balances(self, account_ids: Collection[str]) -> dict[str, dict[str, int]]:
+        """Each account's MRR per currency as the ledger has it (sum of deltas), zeros dropped;
+        accounts without MRR are left out."""
+        found: dict[str, dict[str, int]] = {}
+        ids = sorted(account_ids)
+        for start in range(0, len(ids), 2_000):  # SQLite binds at most 32,766 parameters
+            rows = self.session.execute(
+                select(E.account_id, E.currency, func.sum(E.mrr_delta_minor))
+                .where(E.account_id.in_(ids[start : start + 2_000]))
+                .group_by(E.account_id, E.currency)
             )
-            columns.append(
-                select(func.coalesce(func.sum(-E.mrr_delta_minor), 0))
-                .where(*mine, E.mrr_delta_minor < 0)
-                .scalar_subquery()
-            )
-            columns.append(
-                select(func.coalesce(func.sum(E.mrr_delta_minor), 0))
-                .where(*mine, E.kind.in_(_COHORT_KINDS))
-                .scalar_subquery()
-            )
-        found = self.session.execute(select(*columns)).one()
-        return [
-            PeriodPosition(
-                opening=found[index], losses=int(found[index + 1]), net=int(found[index + 2])
-            )
-            for index in range(0, len(found), 3)
-        ]
-
-    def add_month_flow(self, flow: MonthFlow) -> None:
-        """Add one entry's sums to its month's rollup row (created when it is the first)."""
-        values = {
-            "month": flow.month,
-            "currency": flow.currency,
-            "kind": flow.kind,
-            "engine": flow.engine or "",
-            "entries": 1,
-            "total_minor": flow.total,
-            "month_cohort_minor": flow.month_cohort,
-            "month_capped_loss_minor": flow.month_capped_loss,
-            "quarter_cohort_minor": flow.quarter_cohort,
-            "quarter_capped_loss_minor": flow.quarter_capped_loss,
-        }
-        self.session.execute(_month_flow_upsert(self.session.get_bind().dialect), values)
+            for account_id, currency, total in rows:
+                if total:
+                    found.setdefault(account_id, {})[currency] = int(total)
+        return found
 
     def page(
         self,
@@ -528,7 +395,7 @@ def _moves(connection: Connection, conditions: Sequence[ColumnElement[bool]]) ->
             E.mrr_delta_minor.label("delta"),
             E.mrr_before_minor.label("before"),
             case((E.mrr_delta_minor < 0, -E.mrr_delta_minor), else_=0).label("loss"),
-            case((E.kind.in_(_COHORT_KINDS), E.mrr_delta_minor), else_=0).label("cohort_delta"),
+            case((E.kind.in_(COHORT_KINDS), E.mrr_delta_minor), else_=0).label("cohort_delta"),
             _month_index(connection, E.occurred_at).label("month"),
         )
         .where(*conditions)

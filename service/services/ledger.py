@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,10 +12,17 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from service.adapters.ledger_appends import (
+    NO_PERIOD_POSITION,
+    AccountCurrency,
+    AccountPosition,
+    LedgerAppends,
+    MonthFlow,
+    PeriodPosition,
+)
 from service.adapters.ledger_repository import (
     CHAIN_COLUMNS,
     LedgerRepository,
-    MonthFlow,
     TimeWindow,
     chain_batches,
     month_flow_rows,
@@ -35,6 +42,7 @@ from service.domain.ledger import (
     chain_hash,
     classify,
     cohort_share,
+    counts_for_cohort,
     engine_for_change,
     month_and_quarter_start,
     month_index,
@@ -95,6 +103,28 @@ def _engine(
     return engine
 
 
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One MRR movement to append (see record_movements)."""
+
+    account_id: str
+    currency: str
+    mrr_before: int
+    mrr_after: int
+    before: PlanSnapshot | None
+    after: PlanSnapshot | None
+    source: Source
+    idempotency_key: str
+    occurred_at: datetime
+    catalog_version: str
+    attribution: Attribution | None = None
+    strategic: bool = False
+    stripe_invoice_id: str | None = None
+    stripe_subscription_id: str | None = None
+    # When it was recorded (the service's clock); None: the wall clock now.
+    recorded_at: datetime | None = None
+
+
 def record_movement(
     session: Session,
     *,
@@ -113,61 +143,179 @@ def record_movement(
     stripe_invoice_id: str | None = None,
     stripe_subscription_id: str | None = None,
 ) -> LedgerEntryRow | None:
-    """Append one movement inside the caller's transaction (never commits).
-
-    Returns None when MRR did not move, and the stored row, not a new one, when the idempotency
-    key was already recorded. `mrr_before` must be the account's ledger balance in `currency`
-    (see `ledger_balances`) and `occurred_at` must not precede the account's last movement,
-    else LedgerOutOfStep / LedgerOutOfOrder (409): either would break Σ deltas == MRR or the
-    per-period roll-forward, and the ledger cannot be edited afterwards.
-    """
-    if mrr_before == mrr_after:
-        return None
-    source = Source(source)
-    currency = validate_currency(currency)
-    repository = LedgerRepository(session)
-    # Taken before the idempotency lookup too, so a concurrent retry sees the first one's row.
-    repository.lock_for_append()
-    existing = repository.by_idempotency_key(idempotency_key)
-    if existing is not None:
-        if existing.account_id != account_id or existing.currency != currency:
-            raise IdempotencyKeyReused(
-                f"idempotency key '{idempotency_key}' was used for another account or currency",
-                field="idempotency_key",
-            )
-        return existing
-    position = repository.position(account_id, currency)
-    if position.balance != mrr_before:
-        raise LedgerOutOfStep(
-            f"the ledger has account '{account_id}' at {position.balance} {currency} MRR, "
-            f"but the movement starts at {mrr_before}; record the missing movement first",
-            field="mrr_before",
-        )
-    if position.last_occurred_at is not None and occurred_at < position.last_occurred_at:
-        raise LedgerOutOfOrder(
-            f"account '{account_id}' already has a movement at "
-            f"{position.last_occurred_at.isoformat()}, after {occurred_at.isoformat()}",
-            field="occurred_at",
-        )
-    kind = classify(mrr_before, mrr_after, has_paid_before=position.has_entries)
-    assert kind is not None  # mrr_before != mrr_after was checked above
-    draft = LedgerEntryDraft(
-        idempotency_key=idempotency_key,
+    """Append one movement inside the caller's transaction (see record_movements)."""
+    movement = Movement(
         account_id=account_id,
-        kind=kind,
-        engine=_engine(kind, before, after, strategic=strategic),
+        currency=currency,
         mrr_before=mrr_before,
         mrr_after=mrr_after,
-        currency=currency,
+        before=before,
+        after=after,
         source=source,
-        attribution=attribution or default_attribution(source, strategic=strategic),
+        idempotency_key=idempotency_key,
         occurred_at=occurred_at,
+        catalog_version=catalog_version,
+        attribution=attribution,
+        strategic=strategic,
         stripe_invoice_id=stripe_invoice_id,
         stripe_subscription_id=stripe_subscription_id,
-        catalog_version=catalog_version,
     )
-    prev_hash = repository.head_hash() or GENESIS_HASH
-    row = LedgerEntryRow(
+    return record_movements(session, [movement])[0]
+
+
+def record_movements(
+    session: Session, movements: Sequence[Movement]
+) -> list[LedgerEntryRow | None]:
+    """Append movements in order inside the caller's transaction (never commits); one result
+    per movement.
+
+    A result is None when MRR did not move, and the stored row, not a new one, when the
+    idempotency key was already recorded. Each `mrr_before` must be the account's ledger balance
+    in its currency (see `ledger_balances`), after the batch's earlier movements of the account,
+    and its `occurred_at` must not precede the account's last movement, else LedgerOutOfStep /
+    LedgerOutOfOrder (409) and nothing of the batch is written: either would break Σ deltas ==
+    MRR or the per-period roll-forward, and the ledger cannot be edited afterwards.
+
+    The whole batch takes the chain lock once and reads where its accounts stand in a few
+    statements, so a boundary's thousand renewals cost what a handful of single movements do.
+    """
+    results: list[LedgerEntryRow | None] = [None] * len(movements)
+    moving = [
+        (index, movement)
+        for index, movement in enumerate(movements)
+        if movement.mrr_before != movement.mrr_after
+    ]
+    if not moving:
+        return results
+    appends = LedgerAppends(session)
+    # Taken before the idempotency lookup too, so a concurrent retry sees the first one's row.
+    appends.lock()
+    recorded = appends.by_idempotency_keys({movement.idempotency_key for _, movement in moving})
+    book = _Book(appends, [movement for _, movement in moving])
+    prev_hash = appends.head_hash() or GENESIS_HASH
+    rows: list[LedgerEntryRow] = []
+    flows: dict[tuple[int, str, str, str | None], MonthFlow] = {}
+    for index, movement in moving:
+        currency = validate_currency(movement.currency)
+        existing = recorded.get(movement.idempotency_key)
+        if existing is not None:
+            if existing.account_id != movement.account_id or existing.currency != currency:
+                raise IdempotencyKeyReused(
+                    f"idempotency key '{movement.idempotency_key}' was used for another "
+                    "account or currency",
+                    field="idempotency_key",
+                )
+            results[index] = existing
+            continue
+        draft = book.draft(movement, currency)
+        row = _entry_row(draft, movement, prev_hash)
+        flow = book.append(draft)
+        flows[flow.key] = flows[flow.key] + flow if flow.key in flows else flow
+        recorded[draft.idempotency_key] = row
+        rows.append(row)
+        results[index] = row
+        prev_hash = row.hash
+    appends.add(rows)
+    appends.add_month_flows(flows.values())
+    return results
+
+
+class _Book:
+    """Where a batch's accounts stand, read once and moved along as its movements append."""
+
+    def __init__(self, appends: LedgerAppends, movements: Sequence[Movement]) -> None:
+        pairs = {(movement.account_id, movement.currency) for movement in movements}
+        self.positions = appends.positions(pairs)
+        self.periods: dict[datetime, dict[AccountCurrency, PeriodPosition]] = {}
+        for since in sorted({s for m in movements for s in month_and_quarter_start(m.occurred_at)}):
+            self.periods[since] = appends.period_positions(pairs, since)
+
+    def draft(self, movement: Movement, currency: str) -> LedgerEntryDraft:
+        """The movement's entry, checked against where its account stands."""
+        account_id = movement.account_id
+        position = self.positions[(account_id, currency)]
+        if position.balance != movement.mrr_before:
+            raise LedgerOutOfStep(
+                f"the ledger has account '{account_id}' at {position.balance} {currency} MRR, "
+                f"but the movement starts at {movement.mrr_before}; record the missing "
+                "movement first",
+                field="mrr_before",
+            )
+        last = position.last_occurred_at
+        if last is not None and movement.occurred_at < last:
+            raise LedgerOutOfOrder(
+                f"account '{account_id}' already has a movement at {last.isoformat()}, "
+                f"after {movement.occurred_at.isoformat()}",
+                field="occurred_at",
+            )
+        source = Source(movement.source)
+        kind = classify(
+            movement.mrr_before, movement.mrr_after, has_paid_before=position.has_entries
+        )
+        assert kind is not None  # the batch holds moving movements only
+        return LedgerEntryDraft(
+            idempotency_key=movement.idempotency_key,
+            account_id=account_id,
+            kind=kind,
+            engine=_engine(kind, movement.before, movement.after, strategic=movement.strategic),
+            mrr_before=movement.mrr_before,
+            mrr_after=movement.mrr_after,
+            currency=currency,
+            source=source,
+            attribution=movement.attribution
+            or default_attribution(source, strategic=movement.strategic),
+            occurred_at=movement.occurred_at,
+            stripe_invoice_id=movement.stripe_invoice_id,
+            stripe_subscription_id=movement.stripe_subscription_id,
+            catalog_version=movement.catalog_version,
+        )
+
+    def append(self, draft: LedgerEntryDraft) -> MonthFlow:
+        """Move the account's positions past the draft; returns its share of the rollup."""
+        pair = (draft.account_id, draft.currency)
+        starts = month_and_quarter_start(draft.occurred_at)  # the same when a quarter starts
+        before = {since: self.periods[since].get(pair, NO_PERIOD_POSITION) for since in starts}
+        shares = []
+        for since in starts:
+            period = before[since]
+            opening = draft.mrr_before if period.opening is None else period.opening
+            shares.append(
+                cohort_share(
+                    draft.delta,
+                    kind=draft.kind,
+                    opening=opening,
+                    loss_before=period.losses,
+                    net_before=period.net,
+                )
+            )
+            self.periods[since][pair] = PeriodPosition(
+                opening=opening,
+                losses=period.losses + max(-draft.delta, 0),
+                net=period.net + (draft.delta if counts_for_cohort(draft.kind) else 0),
+            )
+        for (account_id, currency), position in list(self.positions.items()):
+            if account_id == draft.account_id:
+                self.positions[(account_id, currency)] = AccountPosition(
+                    has_entries=True,
+                    balance=draft.mrr_after if currency == draft.currency else position.balance,
+                    last_occurred_at=draft.occurred_at,
+                )
+        (month_cohort, month_capped), (quarter_cohort, quarter_capped) = shares
+        return MonthFlow(
+            month=month_index(draft.occurred_at),
+            currency=draft.currency,
+            kind=draft.kind.value,
+            engine=None if draft.engine is None else draft.engine.value,
+            total=draft.delta,
+            month_cohort=month_cohort,
+            month_capped_loss=month_capped,
+            quarter_cohort=quarter_cohort,
+            quarter_capped_loss=quarter_capped,
+        )
+
+
+def _entry_row(draft: LedgerEntryDraft, movement: Movement, prev_hash: str) -> LedgerEntryRow:
+    return LedgerEntryRow(
         kind=draft.kind.value,
         engine=None if draft.engine is None else draft.engine.value,
         mrr_before_minor=draft.mrr_before,
@@ -182,51 +330,23 @@ def record_movement(
         days_since_activation=draft.attribution.days_since_activation,
         stripe_invoice_id=draft.stripe_invoice_id,
         stripe_subscription_id=draft.stripe_subscription_id,
-        catalog_version=catalog_version,
+        catalog_version=draft.catalog_version,
         idempotency_key=draft.idempotency_key,
         occurred_at=draft.occurred_at,
-        recorded_at=datetime.now(UTC),
+        recorded_at=movement.recorded_at or datetime.now(UTC),
         prev_hash=prev_hash,
         hash=chain_hash(prev_hash, draft),
-    )
-    flow = _month_flow(repository, draft)  # read before the row is there
-    repository.add(row)
-    repository.add_month_flow(flow)
-    return row
-
-
-def _month_flow(repository: LedgerRepository, draft: LedgerEntryDraft) -> MonthFlow:
-    """The entry's share of the monthly rollup the reports read (same transaction)."""
-    shares = []
-    starts = month_and_quarter_start(draft.occurred_at)
-    for position in repository.period_positions(draft.account_id, draft.currency, starts):
-        opening = draft.mrr_before if position.opening is None else position.opening
-        shares.append(
-            cohort_share(
-                draft.delta,
-                kind=draft.kind,
-                opening=opening,
-                loss_before=position.losses,
-                net_before=position.net,
-            )
-        )
-    (month_cohort, month_capped), (quarter_cohort, quarter_capped) = shares
-    return MonthFlow(
-        month=month_index(draft.occurred_at),
-        currency=draft.currency,
-        kind=draft.kind.value,
-        engine=None if draft.engine is None else draft.engine.value,
-        total=draft.delta,
-        month_cohort=month_cohort,
-        month_capped_loss=month_capped,
-        quarter_cohort=quarter_cohort,
-        quarter_capped_loss=quarter_capped,
     )
 
 
 def ledger_balances(session: Session, account_id: str) -> dict[str, int]:
     """The account's MRR per currency as the ledger has it; currencies at 0 are left out."""
-    return LedgerRepository(session).balances(account_id)
+    return LedgerRepository(session).balances([account_id]).get(account_id, {})
+
+
+def ledger_balances_of(session: Session, account_ids: Collection[str]) -> dict[str, dict[str, int]]:
+    """`ledger_balances` of many accounts in one statement; accounts without MRR left out."""
+    return LedgerRepository(session).balances(account_ids)
 
 
 def record_account_state(
@@ -247,7 +367,7 @@ def record_account_state(
     MRR still booked in another currency (the account changed currency) is churned first, under
     `{idempotency_key}:{currency}`, so the ledger's sum per account always equals its MRR.
     """
-    LedgerRepository(session).lock_for_append()
+    LedgerAppends(session).lock()
     balances = ledger_balances(session, account_id)
     targets = {other: 0 for other in balances if other != currency}
     targets[currency] = mrr_after

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.adapters.billing_repository import ScheduledChangeRepository
 from service.adapters.billing_tables import WebhookEventRow
 from service.adapters.db import transaction
-from service.adapters.ledger_repository import LedgerRepository
+from service.adapters.ledger_appends import LedgerAppends
 from service.adapters.orm import AccountRow
 from service.adapters.repositories import AccountRepository
 from service.adapters.stripe_api import (
@@ -330,12 +330,14 @@ def _record(
     now: datetime,
     invoice_id: str | None,
 ) -> None:
-    repository = LedgerRepository(session)
+    appends = LedgerAppends(session)
     # Taken before the balance is read, so no other appender moves it in between.
-    repository.lock_for_append()
+    appends.lock()
     mrr_after = account_mrr(catalog, account).minor
     mrr_before = ledger_balances(session, account.id).get(account.currency, 0)
-    last = repository.position(account.id, account.currency).last_occurred_at
+    last = appends.positions([(account.id, account.currency)])[
+        (account.id, account.currency)
+    ].last_occurred_at
     # Dated when Stripe says it happened, but never before the account's last movement (the
     # ledger is ordered) nor after now (a fake or skewed Stripe clock).
     occurred_at = min(happened_at, now)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from service.adapters.db import make_session_factory, transaction
 from service.adapters.ledger_tables import LedgerEntryRow
@@ -22,9 +24,12 @@ from service.services.ledger import (
     IdempotencyKeyReused,
     LedgerOutOfOrder,
     LedgerOutOfStep,
+    Movement,
     ledger_balances,
+    rebuild_rollup,
     record_account_state,
     record_movement,
+    record_movements,
     verify_ledger,
 )
 from tests.ledger_fixtures import at, entry_count
@@ -194,3 +199,83 @@ def test_account_state_churns_mrr_left_in_another_currency(factory) -> None:
             ("USD", "reactivation", "admin:put:acme:2"),  # the account has paid before
         ]
         assert ledger_balances(session, "acme") == {"USD": 12_000}
+
+
+def _history(prefix: str) -> list[Movement]:
+    """Movements of three accounts in two currencies across month and quarter starts: new,
+    expansion, contraction, churn and reactivation, some in the same period as each other."""
+    plans = [0, 9_900, 14_400, 4_900, 0, 2_900, 29_900]
+    movements = []
+    for account in range(3):
+        currency = "EUR" if account == 2 else "USD"
+        mrr = 0
+        for step, after in enumerate(plans[account:] + plans[:account]):
+            if after == mrr:
+                continue
+            movements.append(
+                Movement(
+                    account_id=f"{prefix}-{account}",
+                    currency=currency,
+                    mrr_before=mrr,
+                    mrr_after=after,
+                    before=GROWTH_5 if mrr else None,
+                    after=(GROWTH_8 if after > mrr else GROWTH_5) if after else None,
+                    source=Source.API,
+                    idempotency_key=f"{prefix}:{account}:{step}",
+                    # 2026-03-20 onwards, 12 days apart: month and quarter starts fall between
+                    occurred_at=at(2026, 3, 20) + timedelta(days=12 * step + account),
+                    catalog_version="2026-11-01.1",
+                )
+            )
+            mrr = after
+    return sorted(movements, key=lambda movement: movement.occurred_at)
+
+
+def _written(db: Engine, prefix: str) -> list[tuple]:
+    with Session(db) as session:
+        rows = session.scalars(
+            select(LedgerEntryRow)
+            .where(LedgerEntryRow.account_id.like(f"{prefix}-%"))
+            .order_by(LedgerEntryRow.id)
+        )
+        return [
+            (
+                row.account_id[len(prefix) :],
+                row.kind,
+                row.engine,
+                row.mrr_delta_minor,
+                row.occurred_at,
+                row.currency,
+            )
+            for row in rows
+        ]
+
+
+def test_a_batch_records_what_the_same_movements_record_one_by_one(factory, db: Engine) -> None:
+    with transaction(factory) as session:
+        batch = record_movements(session, _history("batch"))
+    for movement in _history("single"):
+        with transaction(factory) as session:
+            record_movements(session, [movement])
+    assert all(row is not None for row in batch)
+    assert _written(db, "batch") == _written(db, "single")
+    assert len(_written(db, "batch")) == len(_history("batch"))
+    with db.connect() as connection:
+        assert verify_ledger(connection).ok
+    with db.connect() as connection:
+        # The rollup the writes kept equals one rebuilt from the entries (cohort shares and
+        # capped losses included), for the batch as for the single appends.
+        assert rebuild_rollup(connection, keep=False).matched
+    # A batch replayed returns the stored rows and appends nothing.
+    with transaction(factory) as session:
+        again = record_movements(session, _history("batch"))
+    assert [row.id for row in again] == [row.id for row in batch]  # type: ignore[union-attr]
+    assert len(_written(db, "batch")) == len(batch)
+
+
+def test_a_batch_with_a_movement_out_of_step_writes_nothing(factory, db: Engine) -> None:
+    history = _history("bad")
+    broken = [*history[:3], replace(history[3], mrr_before=history[3].mrr_before + 1)]
+    with pytest.raises(LedgerOutOfStep), transaction(factory) as session:
+        record_movements(session, broken)
+    assert entry_count(db) == 0
