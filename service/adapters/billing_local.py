@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from service.adapters.billing_repository import InvoiceRepository
-from service.adapters.billing_tables import InvoiceLineRow, InvoiceRow
+from service.adapters.billing_repository import InvoiceDraft, InvoiceLineDraft, InvoiceRepository
 from service.adapters.orm import AccountRow
 from service.domain.accounts import PlanLine
 from service.domain.errors import PaymentDeclined
@@ -19,16 +17,6 @@ from service.domain.quotes import Quote
 from service.ports import AppliedChange, BillingAccount, Preview, ScheduledChange
 
 _INVOICE_KEYS = {"subscription_cycle": "renewal"}
-
-
-@dataclass(frozen=True, slots=True)
-class _Line:
-    key: str
-    description: str
-    quantity: int
-    amount_minor: int
-    period: Period
-    proration: bool
 
 
 class LocalBillingGateway:
@@ -55,7 +43,7 @@ class LocalBillingGateway:
         charged = max(quote.amount_due.minor, 0)
         if quote.amount_due.minor < 0:
             self._account(account.account_id).credit_balance_minor -= quote.amount_due.minor
-        invoice_id = self._write_invoice(
+        invoice = _invoice(
             idempotency_key,
             account.account_id,
             "subscription_update",
@@ -64,8 +52,8 @@ class LocalBillingGateway:
             Period(quote.proration_date, quote.period.end)
             if quote.proration_date < quote.period.end
             else quote.period,
-            [
-                _Line(
+            tuple(
+                InvoiceLineDraft(
                     line.key,
                     line.description,
                     line.quantity,
@@ -74,11 +62,12 @@ class LocalBillingGateway:
                     line.proration,
                 )
                 for line in quote.lines
-            ],
+            ),
             created_at=quote.proration_date,
         )
+        InvoiceRepository(self.session).add([invoice])
         return AppliedChange(
-            invoice_id=invoice_id,
+            invoice_id=invoice.id,
             amount_charged=Money(charged, quote.amount_due.currency),
             subscription_id=account.subscription_id,
             customer_id=account.customer_id,
@@ -98,23 +87,48 @@ class LocalBillingGateway:
         currency: str,
         lines: list[PlanLine],
         period: Period,
-        billing_reason: str = "subscription_cycle",
+        billing_reason: str = "subscription_create",
         *,
         free: bool = False,
     ) -> bool:
-        """Invoice a period in full at its start (a renewal, or with billing_reason
-        "subscription_create" the first period); `free`: a trial's, every line at 0. Returns
-        whether the payment succeeded."""
+        """Invoice a period in full at its start (the first period, or with billing_reason
+        "subscription_cycle" a renewal); `free`: a trial's, every line at 0. The account's
+        credit balance pays first. Returns whether the payment succeeded."""
+        row = self._account(account_id)
+        invoice = self.period_invoice(
+            account_id,
+            currency,
+            lines,
+            period,
+            row.credit_balance_minor,
+            billing_reason,
+            free=free,
+        )
+        row.credit_balance_minor -= invoice.credit_applied_minor
+        InvoiceRepository(self.session).add([invoice])
+        return invoice.paid
+
+    def period_invoice(
+        self,
+        account_id: str,
+        currency: str,
+        lines: list[PlanLine],
+        period: Period,
+        credit_balance: int,
+        billing_reason: str = "subscription_cycle",
+        *,
+        free: bool = False,
+    ) -> InvoiceDraft:
+        """The invoice of a whole period at its start, paid from `credit_balance` first (Stripe
+        applies the customer balance when it finalizes an invoice:
+        docs.stripe.com/billing/customer/balance), then by card; not written (the renewals
+        write a batch's invoices together: InvoiceRepository.add)."""
         amounts = [0 if free else line.amount.minor for line in lines]
         total = sum(amounts)
-        # The customer's credit pays first (Stripe applies the customer balance when it
-        # finalizes an invoice: docs.stripe.com/billing/customer/balance); the card the rest.
-        row = self._account(account_id)
-        credit = min(row.credit_balance_minor, total)
-        row.credit_balance_minor -= credit
+        credit = min(credit_balance, total)
         due = total - credit
         paid = due == 0 or account_id not in self.declining_accounts
-        self._write_invoice(
+        return _invoice(
             # (renewals keep the key their invoices always had)
             f"{_INVOICE_KEYS.get(billing_reason, billing_reason)}:{account_id}:"
             f"{period.start.isoformat()}",
@@ -123,14 +137,13 @@ class LocalBillingGateway:
             Money(total, currency),
             due if paid else 0,
             period,
-            [
-                _Line(line.key, line.description, line.quantity, amount, period, False)
+            tuple(
+                InvoiceLineDraft(line.key, line.description, line.quantity, amount, period, False)
                 for line, amount in zip(lines, amounts, strict=True)
-            ],
+            ),
             created_at=period.start,
             credit_applied=credit,
         )
-        return paid
 
     def _account(self, account_id: str) -> AccountRow:
         """The account's row, locked by the change or renewal that bills it."""
@@ -139,49 +152,29 @@ class LocalBillingGateway:
             raise LookupError(f"account {account_id!r} is not in this transaction")
         return row
 
-    def _write_invoice(
-        self,
-        idempotency_key: str,
-        account_id: str,
-        billing_reason: str,
-        amount_due: Money,
-        amount_paid: int,
-        period: Period,
-        lines: list[_Line],
-        *,
-        created_at: datetime,
-        credit_applied: int = 0,
-    ) -> str:
-        invoice_id = "in_local_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
-        InvoiceRepository(self.session).add(
-            InvoiceRow(
-                id=invoice_id,
-                account_id=account_id,
-                external_id=None,
-                billing_reason=billing_reason,
-                status="paid"
-                if amount_paid + credit_applied == max(amount_due.minor, 0)
-                else "open",
-                currency=amount_due.currency,
-                amount_due_minor=amount_due.minor,
-                credit_applied_minor=credit_applied,
-                amount_paid_minor=amount_paid,
-                period_start=period.start,
-                period_end=period.end,
-                created_at=created_at,
-            ),
-            [
-                InvoiceLineRow(
-                    invoice_id=invoice_id,
-                    key=line.key,
-                    description=line.description,
-                    quantity=line.quantity,
-                    amount_minor=line.amount_minor,
-                    period_start=line.period.start,
-                    period_end=line.period.end,
-                    proration=line.proration,
-                )
-                for line in lines
-            ],
-        )
-        return invoice_id
+
+def _invoice(
+    idempotency_key: str,
+    account_id: str,
+    billing_reason: str,
+    amount_due: Money,
+    amount_paid: int,
+    period: Period,
+    lines: tuple[InvoiceLineDraft, ...],
+    *,
+    created_at: datetime,
+    credit_applied: int = 0,
+) -> InvoiceDraft:
+    return InvoiceDraft(
+        id="in_local_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20],
+        account_id=account_id,
+        billing_reason=billing_reason,
+        status="paid" if amount_paid + credit_applied == max(amount_due.minor, 0) else "open",
+        currency=amount_due.currency,
+        amount_due_minor=amount_due.minor,
+        credit_applied_minor=credit_applied,
+        amount_paid_minor=amount_paid,
+        period=period,
+        created_at=created_at,
+        lines=lines,
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from service.adapters.billing_tables import (
@@ -14,12 +16,44 @@ from service.adapters.billing_tables import (
     SubscriptionItemRow,
     UpgradeRow,
 )
+from service.adapters.bulk_sql import BulkSqlRepository
+from service.domain.periods import Period
+
+# Statements bind at most this many accounts at once (SQLite allows 32,766 parameters).
+_CHUNK = 2_000
 
 
-class SubscriptionItemRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+_ITEM_COLUMNS = (
+    ("account_id", "text"),
+    ("key", "text"),
+    ("lookup_key", "text"),
+    ("description", "text"),
+    ("unit_amount_minor", "int"),
+    ("quantity", "int"),
+    ("currency", "text"),
+    ("billed_minor", "int"),
+    ("billed_from", "time"),
+    ("external_id", "text"),
+)
 
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionItem:
+    """A subscription line as it will be written (the columns of SubscriptionItemRow)."""
+
+    account_id: str
+    key: str
+    lookup_key: str
+    description: str
+    unit_amount_minor: int
+    quantity: int
+    currency: str
+    billed_minor: int
+    billed_from: datetime
+    external_id: str | None = None
+
+
+class SubscriptionItemRepository(BulkSqlRepository):
     def for_account(self, account_id: str) -> list[SubscriptionItemRow]:
         return list(
             self.session.scalars(
@@ -29,24 +63,146 @@ class SubscriptionItemRepository:
             )
         )
 
-    def replace(self, account_id: str, rows: Sequence[SubscriptionItemRow]) -> None:
-        """The subscription's lines are a value: replaced whole after every change."""
-        self.session.execute(
-            delete(SubscriptionItemRow).where(SubscriptionItemRow.account_id == account_id)
+    def replace(self, account_ids: Sequence[str], items: Sequence[SubscriptionItem]) -> None:
+        """A subscription's lines are a value: replaced whole after every change (`items` are
+        the accounts' new lines); one DELETE and one INSERT however many accounts."""
+        self.session.flush()  # ORM changes to these rows go first
+        self._execute(
+            text(
+                f"DELETE FROM subscription_items WHERE account_id IN ({self._values_source('ids')})"
+            ),
+            {"ids": self._encode_values(account_ids)},
         )
-        self.session.add_all(rows)
-        self.session.flush()
+        if items:
+            self._bulk(
+                "subscription_items",
+                "subscription_items",
+                _ITEM_COLUMNS,
+                "",
+                [
+                    (
+                        item.account_id,
+                        item.key,
+                        item.lookup_key,
+                        item.description,
+                        item.unit_amount_minor,
+                        item.quantity,
+                        item.currency,
+                        item.billed_minor,
+                        item.billed_from,
+                        item.external_id,
+                    )
+                    for item in items
+                ],
+            )
+        # Rows the session loaded before are gone now.
+        replaced = set(account_ids)
+        for row in list(self.session.identity_map.values()):
+            if isinstance(row, SubscriptionItemRow) and row.account_id in replaced:
+                self.session.expunge(row)
 
 
-class InvoiceRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+@dataclass(frozen=True, slots=True)
+class InvoiceLineDraft:
+    key: str
+    description: str
+    quantity: int
+    amount_minor: int
+    period: Period
+    proration: bool
 
-    def add(self, invoice: InvoiceRow, lines: Sequence[InvoiceLineRow]) -> None:
-        self.session.add(invoice)
-        self.session.flush()
-        self.session.add_all(lines)
-        self.session.flush()
+
+@dataclass(frozen=True, slots=True)
+class InvoiceDraft:
+    """An invoice of local billing, as it will be written (see InvoiceRepository.add)."""
+
+    id: str
+    account_id: str
+    billing_reason: str
+    status: str
+    currency: str
+    amount_due_minor: int  # the total (negative: a credit to the customer)
+    credit_applied_minor: int  # of the total, what the customer's credit balance paid
+    amount_paid_minor: int
+    period: Period
+    created_at: datetime
+    lines: tuple[InvoiceLineDraft, ...]
+
+    @property
+    def paid(self) -> bool:
+        return self.status == "paid"
+
+
+_INVOICE_COLUMNS = (
+    ("id", "text"),
+    ("account_id", "text"),
+    ("external_id", "text"),
+    ("billing_reason", "text"),
+    ("status", "text"),
+    ("currency", "text"),
+    ("amount_due_minor", "int"),
+    ("credit_applied_minor", "int"),
+    ("amount_paid_minor", "int"),
+    ("period_start", "time"),
+    ("period_end", "time"),
+    ("created_at", "time"),
+)
+_INVOICE_LINE_COLUMNS = (
+    ("invoice_id", "text"),
+    ("key", "text"),
+    ("description", "text"),
+    ("quantity", "int"),
+    ("amount_minor", "int"),
+    ("period_start", "time"),
+    ("period_end", "time"),
+    ("proration", "bool"),
+)
+
+
+class InvoiceRepository(BulkSqlRepository):
+    def add(self, invoices: Sequence[InvoiceDraft]) -> None:
+        """Write the invoices and their lines: two statements, however many there are."""
+        if not invoices:
+            return
+        self._bulk(
+            "invoices",
+            "invoices",
+            _INVOICE_COLUMNS,
+            "",
+            [
+                (
+                    i.id,
+                    i.account_id,
+                    None,
+                    i.billing_reason,
+                    i.status,
+                    i.currency,
+                    i.amount_due_minor,
+                    i.credit_applied_minor,
+                    i.amount_paid_minor,
+                    i.period.start,
+                    i.period.end,
+                    i.created_at,
+                )
+                for i in invoices
+            ],
+        )
+        lines = [
+            (
+                i.id,
+                line.key,
+                line.description,
+                line.quantity,
+                line.amount_minor,
+                line.period.start,
+                line.period.end,
+                line.proration,
+            )
+            for i in invoices
+            for line in i.lines
+        ]
+        if lines:
+            self._bulk("invoice_lines", "invoice_lines", _INVOICE_LINE_COLUMNS, "", lines)
 
     def for_account(self, account_id: str) -> list[InvoiceRow]:
         return list(
@@ -67,10 +223,7 @@ class InvoiceRepository:
         )
 
 
-class ScheduledChangeRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
+class ScheduledChangeRepository(BulkSqlRepository):
     def pending(self, account_id: str) -> list[ScheduledChangeRow]:
         return list(
             self.session.scalars(
@@ -83,9 +236,36 @@ class ScheduledChangeRepository:
             )
         )
 
+    def pending_for(self, account_ids: Sequence[str]) -> dict[str, list[ScheduledChangeRow]]:
+        """Each account's changes still waiting, oldest first; accounts without any left out."""
+        found: dict[str, list[ScheduledChangeRow]] = {}
+        for start in range(0, len(account_ids), _CHUNK):
+            rows = self.session.scalars(
+                select(ScheduledChangeRow)
+                .where(
+                    ScheduledChangeRow.account_id.in_(account_ids[start : start + _CHUNK]),
+                    ScheduledChangeRow.status == "pending",
+                )
+                .order_by(ScheduledChangeRow.created_at, ScheduledChangeRow.id)
+            )
+            for row in rows:
+                found.setdefault(row.account_id, []).append(row)
+        return found
+
     def add(self, row: ScheduledChangeRow) -> None:
         self.session.add(row)
         self.session.flush()
+
+    def mark_applied(self, change_ids: Collection[str]) -> None:
+        """The renewal applied them (one statement for a batch)."""
+        if change_ids:
+            self._execute(
+                text(
+                    "UPDATE scheduled_changes SET status = 'applied' "
+                    f"WHERE id IN ({self._values_source('ids')})"
+                ),
+                {"ids": self._encode_values(sorted(change_ids))},
+            )
 
     def cancel_pending(self, account_id: str) -> None:
         """A newer change supersedes anything still waiting for the period end."""
@@ -114,3 +294,4 @@ class UpgradeRepository:
     def add(self, row: UpgradeRow) -> None:
         self.session.add(row)
         self.session.flush()
+

@@ -36,6 +36,7 @@ _PG_CASTS = {
     "int": "CAST(e->>{i} AS bigint)",
     "time": _pg_time("e->>{i}"),
     "json": "CAST(e->{i} AS json)",
+    "bool": "CAST(e->>{i} AS boolean)",
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, MetaData, String, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -69,6 +69,8 @@ class AccountRow(Base):
     updated_at: Mapped[datetime]
 
     __mapper_args__ = {"version_id_col": version}
+    # The renewal workers' claim: due accounts, oldest boundary first (services.renewals).
+    __table_args__ = (Index("ix_accounts_due", "current_period_end", "id"),)
 
 
 class ApiKeyRow(Base):

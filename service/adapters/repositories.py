@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from service.adapters.bulk_sql import BulkSqlRepository
 from service.adapters.orm import AccountRow, ApiKeyRow
 
+# What a renewal writes of an account (AccountRepository.renew), in bulk-statement order.
+_RENEWED_COLUMNS = (
+    ("id", "text"),
+    ("tier", "text"),
+    ("interval", "text"),
+    ("seats", "int"),
+    ("addons", "json"),
+    ("status", "text"),
+    ("billing_cycle_anchor", "time"),
+    ("current_period_start", "time"),
+    ("current_period_end", "time"),
+    ("credit_balance_minor", "int"),
+    ("updated_at", "time"),
+)
 
-class AccountRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
 
+@dataclass(frozen=True, slots=True)
+class RenewedAccount:
+    """An account's row after renewal (the columns of _RENEWED_COLUMNS)."""
+
+    id: str
+    tier: str
+    interval: str
+    seats: int
+    addons: dict[str, int]
+    status: str
+    billing_cycle_anchor: datetime
+    current_period_start: datetime
+    current_period_end: datetime
+    credit_balance_minor: int
+    updated_at: datetime
+
+
+class AccountRepository(BulkSqlRepository):
     def get(self, account_id: str, *, for_update: bool = False) -> AccountRow | None:
         statement = select(AccountRow).where(AccountRow.id == account_id)
         if for_update:
@@ -42,6 +73,28 @@ class AccountRepository:
         if skip:
             statement = statement.where(AccountRow.id.not_in(skip))
         return list(self.session.scalars(statement))
+
+    def renew(self, accounts: Sequence[RenewedAccount]) -> None:
+        """Write renewed accounts in one statement (their version goes up, as an ORM update's
+        would); the session's copies of them are expired, so they are read again."""
+        if not accounts:
+            return
+        columns = _RENEWED_COLUMNS
+        statement = self._statement(
+            "renew_accounts",
+            lambda: text(
+                "UPDATE accounts AS a SET "
+                + ", ".join(f"{name} = r.{name}" for name, _ in columns[1:])
+                + f", version = a.version + 1 FROM ({self._rows_source(columns)}) AS r "
+                "WHERE a.id = r.id"
+            ),
+        )
+        rows = [tuple(getattr(account, name) for name, _ in columns) for account in accounts]
+        self._execute(statement, {"rows": self._encode(columns, rows)})
+        for account in accounts:
+            row = self.session.identity_map.get(self.session.identity_key(AccountRow, account.id))
+            if row is not None:
+                self.session.expire(row)
 
     def due_summary(self, now: datetime, statuses: Collection[str]) -> tuple[int, datetime | None]:
         """How many accounts in `statuses` are due at `now`, and the oldest boundary among them."""

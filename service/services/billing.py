@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from sqlalchemy.orm import Session
 
 from service.adapters.billing_local import LocalBillingGateway
-from service.adapters.billing_repository import SubscriptionItemRepository
-from service.adapters.billing_tables import SubscriptionItemRow
+from service.adapters.billing_repository import SubscriptionItem, SubscriptionItemRepository
 from service.domain.accounts import AccountStatus, Plan, plan_lines
 from service.domain.catalog import Catalog
 from service.domain.money import Money
@@ -58,11 +57,19 @@ def billed_lines(
 def store_billed(
     session: Session, catalog: Catalog, account_id: str, plan: Plan, billed: tuple[BilledLine, ...]
 ) -> None:
-    lookup_keys = {line.key: line.lookup_key for line in plan_lines(catalog, plan)}
-    SubscriptionItemRepository(session).replace(
-        account_id,
-        [
-            SubscriptionItemRow(
+    store_billed_many(session, catalog, {account_id: (plan, billed)})
+
+
+def store_billed_many(
+    session: Session, catalog: Catalog, billed: Mapping[str, tuple[Plan, tuple[BilledLine, ...]]]
+) -> None:
+    """Replace each account's subscription lines with what its plan now bills (one DELETE and
+    one INSERT for all of them)."""
+    rows = []
+    for account_id, (plan, lines) in billed.items():
+        lookup_keys = {line.key: line.lookup_key for line in plan_lines(catalog, plan)}
+        rows.extend(
+            SubscriptionItem(
                 account_id=account_id,
                 key=line.key,
                 lookup_key=lookup_keys.get(line.key, line.key),
@@ -72,8 +79,7 @@ def store_billed(
                 currency=line.unit_amount.currency,
                 billed_minor=line.billed_minor,
                 billed_from=line.billed_from,
-                external_id=None,
             )
-            for line in billed
-        ],
-    )
+            for line in lines
+        )
+    SubscriptionItemRepository(session).replace(list(billed), rows)

@@ -1,28 +1,40 @@
-"""Local billing renewals: roll an account into its next period, applying scheduled changes."""
+"""Local billing renewals: due accounts claimed in batches and renewed set-based (the worker in
+every replica, and `upshift billing run`)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.billing_local import LocalBillingGateway
-from service.adapters.billing_repository import ScheduledChangeRepository
+from service.adapters.billing_repository import (
+    InvoiceDraft,
+    InvoiceRepository,
+    ScheduledChangeRepository,
+)
 from service.adapters.orm import AccountRow
-from service.adapters.repositories import AccountRepository
-from service.domain.accounts import AccountStatus, plan_from_json, plan_lines
+from service.adapters.repositories import AccountRepository, RenewedAccount
+from service.domain.accounts import AccountStatus, Plan, plan_from_json, plan_lines
 from service.domain.catalog import Catalog
-from service.domain.ledger import PlanSnapshot, Source
-from service.domain.periods import Period, add_months
-from service.domain.quotes import current_billed
+from service.domain.ledger import Source
+from service.domain.periods import Period
+from service.domain.proration import BilledLine
+from service.domain.quotes import current_billed, plan_mrr
+from service.domain.renewals import Scheduled, Term, next_term
 from service.ports import Clock
-from service.services.account_state import account_mrr, changed_accounts, mark_changed, plan_of
-from service.services.billing import GatewayFactory, store_billed
-from service.services.ledger import ledger_balances, record_movement
+from service.services.account_state import (
+    changed_accounts,
+    mark_changed,
+    plan_of,
+    plan_snapshot,
+)
+from service.services.billing import GatewayFactory, store_billed_many
+from service.services.ledger import Movement, ledger_balances_of, record_movements
 
 log = logging.getLogger("upshift.renewals")
 
@@ -55,83 +67,113 @@ def renew_if_due(
                 return set()
             account = accounts.get(account_id, for_update=True)
             assert account is not None
-            renew_due(session, catalog, account, now, gateway)
+            renew_accounts(session, catalog, [account], now, gateway)
         return changed_accounts(session)
 
 
-def renew_due(
+def renew_accounts(
     session: Session,
     catalog: Catalog,
-    account: AccountRow,
+    accounts: Sequence[AccountRow],
     now: datetime,
     gateway: LocalBillingGateway,
 ) -> int:
-    """Invoice every period that has started by `now`; returns how many renewals happened."""
-    renewed = 0
-    while (
-        account.current_period_end <= now
-        and account.status in RENEWING_STATUSES
-        and renewed < MAX_RENEWALS_PER_CALL
-    ):
-        _renew_once(session, catalog, account, gateway)
-        renewed += 1
-    return renewed
+    """Invoice every period of these (locked) accounts that has started by `now`, applying
+    scheduled changes and booking each boundary's MRR movement; returns the periods renewed.
 
-
-def _renew_once(
-    session: Session, catalog: Catalog, account: AccountRow, gateway: LocalBillingGateway
-) -> None:
-    boundary = account.current_period_end
-    before = plan_of(account)
-    after = before
-    for change in ScheduledChangeRepository(session).pending(account.id):
-        if change.effective_at <= boundary:
-            after = plan_from_json(change.target)
-            change.status = "applied"
-    anchor = account.billing_cycle_anchor or account.current_period_start
-    if after.interval != before.interval or account.status == AccountStatus.trialing:
-        # A new interval starts a new cycle at the boundary; so does a trial's end ("a new
-        # billing cycle also begins for the customer when the trial ends",
-        # docs.stripe.com/billing/subscriptions/trials): the first paid period is a whole one.
-        anchor = boundary
-    months = after.interval.months
-    cycles = 1
-    while add_months(anchor, cycles * months) <= boundary:
-        cycles += 1
-    period = Period(boundary, add_months(anchor, cycles * months))
-
-    account.tier = after.tier
-    account.interval = after.interval.value
-    account.seats = after.seats
-    account.addons = dict(sorted(after.addons.items()))
-    account.billing_cycle_anchor = anchor
-    account.current_period_start = period.start
-    account.current_period_end = period.end
-    account.updated_at = boundary
-    mark_changed(session, account.id)
-    lines = plan_lines(catalog, after)
-    paid = gateway.invoice_period(account.id, account.currency, lines, period)
-    account.status = AccountStatus.active if paid else AccountStatus.past_due
-    session.flush()
-    store_billed(session, catalog, account.id, after, current_billed(catalog, after, period))
-    # The movement the boundary makes: a scheduled change applied, or a trial's end (MRR from 0
-    # to the plan's: `new`, or `reactivation` after an earlier paid period).
-    mrr_before = ledger_balances(session, account.id).get(account.currency, 0)
-    mrr_after = account_mrr(catalog, account).minor
-    if mrr_after != mrr_before:
-        record_movement(
-            session,
-            account_id=account.id,
-            currency=account.currency,
-            mrr_before=mrr_before,
-            mrr_after=mrr_after,
-            before=PlanSnapshot(tier=before.tier, seats=before.seats, addons=dict(before.addons)),
-            after=PlanSnapshot(tier=after.tier, seats=after.seats, addons=dict(after.addons)),
-            source=Source.API,
-            idempotency_key=f"renewal:{account.id}:{int(boundary.timestamp())}",
-            occurred_at=boundary,
-            catalog_version=catalog.version,
+    Set-based: the accounts' scheduled changes and ledger balances are read in one statement
+    each, and their rows, invoices, subscription lines and movements written in one or two each,
+    so a boundary's thousand renewals cost about what a handful do. The rule itself is the
+    domain's (domain.renewals.next_term).
+    """
+    ids = [account.id for account in accounts]
+    waiting = {
+        account_id: [
+            Scheduled(row.id, row.effective_at, plan_from_json(row.target)) for row in rows
+        ]
+        for account_id, rows in ScheduledChangeRepository(session).pending_for(ids).items()
+    }
+    balances = ledger_balances_of(session, ids)
+    renewed: list[RenewedAccount] = []
+    invoices: list[InvoiceDraft] = []
+    movements: list[Movement] = []
+    billed: dict[str, tuple[Plan, tuple[BilledLine, ...]]] = {}
+    applied: set[str] = set()
+    for account in accounts:
+        term = Term(
+            plan_of(account),
+            AccountStatus(account.status),
+            account.billing_cycle_anchor or account.current_period_start,
+            Period(account.current_period_start, account.current_period_end),
         )
+        mrr = balances.get(account.id, {}).get(account.currency, 0)
+        credit = account.credit_balance_minor
+        count = 0
+        while (
+            term.period.end <= now
+            and term.status in RENEWING_STATUSES
+            and count < MAX_RENEWALS_PER_CALL
+        ):
+            pending = [
+                change for change in waiting.get(account.id, ()) if change.change_id not in applied
+            ]
+            renewal = next_term(term, pending)
+            applied.update(renewal.applied)
+            after = renewal.term
+            invoice = gateway.period_invoice(
+                account.id, account.currency, plan_lines(catalog, after.plan), after.period, credit
+            )
+            credit -= invoice.credit_applied_minor
+            invoices.append(invoice)
+            status = AccountStatus.active if invoice.paid else AccountStatus.past_due
+            billed[account.id] = (after.plan, current_billed(catalog, after.plan, after.period))
+            # The movement the boundary makes: a scheduled change applied, or a trial's end
+            # (MRR from 0 to the plan's: `new`, or `reactivation` after an earlier paid period).
+            mrr_after = plan_mrr(catalog, after.plan).minor
+            if mrr_after != mrr:
+                movements.append(
+                    Movement(
+                        account_id=account.id,
+                        currency=account.currency,
+                        mrr_before=mrr,
+                        mrr_after=mrr_after,
+                        before=plan_snapshot(term.plan),
+                        after=plan_snapshot(after.plan),
+                        source=Source.API,
+                        idempotency_key=f"renewal:{account.id}:{int(renewal.boundary.timestamp())}",
+                        occurred_at=renewal.boundary,
+                        catalog_version=catalog.version,
+                        recorded_at=now,
+                    )
+                )
+                mrr = mrr_after
+            term = Term(after.plan, status, after.anchor, after.period)
+            count += 1
+        if count:
+            renewed.append(
+                RenewedAccount(
+                    id=account.id,
+                    tier=term.plan.tier,
+                    interval=term.plan.interval.value,
+                    seats=term.plan.seats,
+                    addons=dict(sorted(term.plan.addons.items())),
+                    status=term.status.value,
+                    billing_cycle_anchor=term.anchor,
+                    current_period_start=term.period.start,
+                    current_period_end=term.period.end,
+                    credit_balance_minor=credit,
+                    updated_at=term.period.start,
+                )
+            )
+            mark_changed(session, account.id)
+    session.flush()  # anything the ORM holds goes first
+    AccountRepository(session).renew(renewed)
+    ScheduledChangeRepository(session).mark_applied(applied)
+    InvoiceRepository(session).add(invoices)
+    store_billed_many(session, catalog, billed)
+    # Last, so the chain lock is held only from here to the commit.
+    record_movements(session, movements)
+    return len(invoices)
 
 
 # Renewals run on their own: a worker in every replica (RenewalWorker) and `upshift billing run`
@@ -142,7 +184,7 @@ RENEWING_STATUSES = (
     AccountStatus.past_due.value,
     AccountStatus.trialing.value,
 )
-RENEWAL_BATCH = 200
+RENEWAL_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,18 +233,12 @@ def renew_due_accounts(
                 claimed = AccountRepository(session).claim_due(
                     now, RENEWING_STATUSES, batch_size, skip=failed
                 )
-                renewals = 0
-                for account in claimed:
-                    try:
-                        with session.begin_nested():
-                            renewals += renew_due(session, catalog, account, now, gateway)
-                    except Exception:
-                        log.exception("renewal of %s failed; retried next round", account.id)
-                        failed.add(account.id)
+                claimed_ids = {account.id for account in claimed}  # before the commit expires them
+                renewals = _renew_batch(session, catalog, claimed, now, gateway, failed)
             batch = RenewalRound(
-                accounts=len(claimed) - len(failed & {a.id for a in claimed}),
+                accounts=len(claimed_ids - failed),
                 renewals=renewals,
-                failed=len(failed & {a.id for a in claimed}),
+                failed=len(claimed_ids & failed),
                 changed=frozenset(changed_accounts(session)),
             )
         total += batch
@@ -210,6 +246,31 @@ def renew_due_accounts(
             on_batch(batch)
         if not claimed:
             return total
+
+
+def _renew_batch(
+    session: Session,
+    catalog: Catalog,
+    claimed: Sequence[AccountRow],
+    now: datetime,
+    gateway: LocalBillingGateway,
+    failed: set[str],
+) -> int:
+    """Renew the claimed accounts together; when that fails, one by one, so an account whose
+    renewal raises is rolled back alone (a savepoint), logged, added to `failed` and left for
+    the next round while the others renew."""
+    try:
+        with session.begin_nested():
+            return renew_accounts(session, catalog, claimed, now, gateway)
+    except Exception:
+        if len(claimed) == 1:
+            log.exception("renewal of %s failed; retried next round", claimed[0].id)
+            failed.add(claimed[0].id)
+            return 0
+    renewals = 0
+    for account in claimed:
+        renewals += _renew_batch(session, catalog, [account], now, gateway, failed)
+    return renewals
 
 
 def renewal_lag_seconds(factory: sessionmaker[Session], now: datetime) -> float:

@@ -59,6 +59,8 @@ def test_the_worker_applies_a_scheduled_downgrade_at_the_boundary_without_any_re
     [new, contraction] = ledger_rows(db)
     assert (contraction.kind, contraction.mrr_delta_minor) == ("contraction", -1_500)
     assert contraction.occurred_at == BOUNDARY  # the boundary, not when it was noticed
+    # recorded by the worker's round, on the service's clock: within a minute of the boundary
+    assert timedelta(0) <= contraction.recorded_at - BOUNDARY <= timedelta(minutes=1)
     assert new.kind == "new"
     assert invoices(db, "acme") == 1  # one renewal invoice
     assert "upshift_renewals_total 1.0" in lag
