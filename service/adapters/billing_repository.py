@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Connection, Row, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from service.adapters.billing_tables import (
@@ -295,3 +296,46 @@ class UpgradeRepository:
         self.session.add(row)
         self.session.flush()
 
+
+# A customer's credit balance moves on invoices only: a change whose total is negative grants
+# credit, a later invoice applies it. Each such invoice is one row of the credit export.
+_granted = case((InvoiceRow.amount_due_minor < 0, -InvoiceRow.amount_due_minor), else_=0)
+
+
+def credit_batches(
+    connection: Connection,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    batch_size: int,
+) -> Iterator[Sequence[Row[Any]]]:
+    """(invoice id, created_at, account, currency, granted, applied, balance after) of every
+    invoice that moved a credit balance, created in [start, end), in time order; the balance
+    counts every earlier invoice, also those before `start`."""
+    moves = (
+        select(
+            InvoiceRow.id,
+            InvoiceRow.created_at,
+            InvoiceRow.account_id,
+            InvoiceRow.currency,
+            _granted.label("granted"),
+            InvoiceRow.credit_applied_minor.label("applied"),
+            func.sum(_granted - InvoiceRow.credit_applied_minor)
+            .over(
+                partition_by=InvoiceRow.account_id,
+                order_by=(InvoiceRow.created_at, InvoiceRow.id),
+            )
+            .label("balance"),
+        )
+        .where(or_(InvoiceRow.amount_due_minor < 0, InvoiceRow.credit_applied_minor > 0))
+        .subquery()
+    )
+    statement = select(moves).order_by(moves.c.created_at, moves.c.id)
+    if start is not None:
+        statement = statement.where(moves.c.created_at >= start)
+    if end is not None:
+        statement = statement.where(moves.c.created_at < end)
+    result = connection.execution_options(stream_results=True, yield_per=batch_size).execute(
+        statement
+    )
+    yield from result.partitions()

@@ -69,6 +69,11 @@ class EntriesQuery(StrictQuery):
 
 class ExportQuery(StrictQuery):
     format: Literal["csv", "jsonl"] = "csv"
+    dataset: Literal["movements", "credit"] = Field(
+        "movements",
+        description="movements: the ledger's MRR movements; credit: the customers' credit "
+        "balances as invoices granted and applied them",
+    )
     from_: UtcDatetime | None = Field(
         None, alias="from", description="Only entries that occurred at or after this instant"
     )

@@ -96,6 +96,13 @@ def rollup(rebuild: bool) -> None:
     help="csv and jsonl as the API exports them; parquet needs pyarrow",
     show_default=True,
 )
+@click.option(
+    "--dataset",
+    type=click.Choice(["movements", "credit"]),
+    default="movements",
+    show_default=True,
+    help="movements: MRR movements; credit: customers' credit balances as invoices moved them",
+)
 @click.option("--from", "start", callback=_moment, help="occurred_at >= this (ISO date/instant)")
 @click.option("--to", "end", callback=_moment, help="occurred_at < this (ISO date/instant)")
 @click.option(
@@ -105,21 +112,33 @@ def rollup(rebuild: bool) -> None:
     required=True,
     help="The file to write",
 )
-def export(export_format: str, start: datetime | None, end: datetime | None, output: Path) -> None:
+def export(
+    export_format: str,
+    dataset: str,
+    start: datetime | None,
+    end: datetime | None,
+    output: Path,
+) -> None:
     """Write the ledger to a file, in ledger order, with a progress bar."""
     from service.adapters.ledger_repository import TimeWindow
     from service.domain.errors import DomainError
-    from service.services.ledger_export import ExportFormat, count_rows, export_to_file
+    from service.services.ledger_export import Dataset, ExportFormat, count_rows, export_to_file
 
     window = TimeWindow(start, end)
+    chosen = Dataset(dataset)
     with _engine() as engine:
         try:
-            total = count_rows(engine, window)
+            total = count_rows(engine, window, chosen)
             with click.progressbar(
                 length=total, label=f"exporting {total} rows", file=sys.stderr
             ) as bar:
                 written = export_to_file(
-                    engine, ExportFormat(export_format), window, output, on_rows=bar.update
+                    engine,
+                    ExportFormat(export_format),
+                    window,
+                    output,
+                    on_rows=bar.update,
+                    dataset=chosen,
                 )
         except DomainError as exc:
             output.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from service.adapters.billing_repository import credit_batches
 from service.adapters.ledger_repository import (
     EXPORT_SOURCE,
     TimeWindow,
@@ -34,6 +35,11 @@ class ExportFormat(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
     PARQUET = "parquet"
+
+
+class Dataset(StrEnum):
+    MOVEMENTS = "movements"  # the ledger's MRR movements
+    CREDIT = "credit"  # the customers' credit balances as invoices moved them
 
 
 MEDIA_TYPES = {
@@ -74,6 +80,19 @@ EXPORT_COLUMNS: dict[str, str] = {
     "idempotency_key": "the writer's key; unique",
     "prev_hash": "hash of the previous row (64 zeros for the first)",
     "hash": "sha256 of prev_hash and this row's canonical JSON",
+}
+# The credit dataset: one row per invoice that moved a customer's credit balance (local
+# billing; Stripe keeps its customers' balances itself).
+CREDIT_COLUMNS: dict[str, str] = {
+    "invoice_id": "the invoice that moved the balance",
+    "occurred_at": "the invoice's time, UTC ISO-8601 with microseconds and Z",
+    "account_id": "the product's account id",
+    "kind": "granted (a change whose total was negative) or applied (an invoice paid from it)",
+    "currency": "ISO 4217 code",
+    "amount_minor": "the balance's change, integer minor units (negative when applied)",
+    "amount": "the same as a decimal in major units",
+    "balance_after_minor": "the account's credit balance after it, integer minor units",
+    "balance_after": "the same as a decimal",
 }
 _DECIMAL_COLUMNS = ("mrr_before", "mrr_after", "mrr_delta")
 _SOURCE_INDEX = {name: index for index, name in enumerate(EXPORT_SOURCE)}
@@ -146,6 +165,52 @@ def export_values(row: Sequence[Any]) -> list[Any]:
     ]
 
 
+def credit_values(row: Sequence[Any]) -> list[Any]:
+    """One credit_batches row as the CREDIT_COLUMNS values, text-formatted."""
+    invoice_id, created_at, account_id, currency, granted, applied, balance = row
+    amount = granted - applied
+    return [
+        invoice_id,
+        utc_text(created_at),
+        account_id,
+        "granted" if granted else "applied",
+        currency,
+        amount,
+        decimal_text(amount, currency),
+        int(balance),
+        decimal_text(int(balance), currency),
+    ]
+
+
+def _credit(export_format: ExportFormat) -> Callable[..., Iterator[ExportChunk]]:
+    def produce(
+        connection: Connection, window: TimeWindow, batch_size: int
+    ) -> Iterator[ExportChunk]:
+        names = list(CREDIT_COLUMNS)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if export_format is ExportFormat.CSV:
+            writer.writerow(names)
+        batches = credit_batches(connection, window.start, window.end, batch_size=batch_size)
+        for batch in batches:
+            rows = map(credit_values, batch)
+            if export_format is ExportFormat.CSV:
+                writer.writerows(rows)
+            else:
+                for values in rows:
+                    buffer.write(
+                        json.dumps(dict(zip(names, values, strict=True)), separators=(",", ":"))
+                    )
+                    buffer.write("\n")
+            yield ExportChunk(buffer.getvalue().encode(), len(batch))
+            buffer.seek(0)
+            buffer.truncate()
+        if buffer.tell():  # only the header: an empty export
+            yield ExportChunk(buffer.getvalue().encode(), 0)
+
+    return produce
+
+
 def _csv_python(
     connection: Connection, window: TimeWindow, batch_size: int
 ) -> Iterator[ExportChunk]:
@@ -192,11 +257,13 @@ def stream_export(
     *,
     batch_size: int = 10_000,
     use_copy: bool | None = None,
+    dataset: Dataset = Dataset.MOVEMENTS,
 ) -> Iterator[ExportChunk]:
     """The export as byte chunks, read over one connection of its own, in ledger order.
 
     CSV on PostgreSQL uses `COPY … TO STDOUT` (unless `use_copy` is False); elsewhere rows are
-    formatted here. Both paths print the same bytes.
+    formatted here. Both paths print the same bytes. The credit dataset is small (an invoice
+    moves credit only after a change whose total was negative) and is formatted here.
     """
     if window.start and window.end and window.end <= window.start:
         raise ValidationFailed("'to' must be after 'from'", field="to")
@@ -205,14 +272,19 @@ def stream_export(
     if use_copy is None:
         use_copy = engine.dialect.name == "postgresql"
     produce = _jsonl
-    if export_format is ExportFormat.CSV:
+    if dataset is Dataset.CREDIT:
+        produce = _credit(export_format)
+    elif export_format is ExportFormat.CSV:
         produce = _csv_copy if use_copy else _csv_python
     with engine.connect() as connection:
         yield from produce(connection, window, batch_size)
 
 
-def count_rows(engine: Engine, window: TimeWindow) -> int:
+def count_rows(engine: Engine, window: TimeWindow, dataset: Dataset = Dataset.MOVEMENTS) -> int:
     with engine.connect() as connection:
+        if dataset is Dataset.CREDIT:
+            batches = credit_batches(connection, window.start, window.end, batch_size=10_000)
+            return sum(len(batch) for batch in batches)
         return count_entries(connection, window)
 
 
@@ -276,13 +348,20 @@ def export_to_file(
     *,
     batch_size: int = 10_000,
     on_rows: Callable[[int], None] = lambda _rows: None,
+    dataset: Dataset = Dataset.MOVEMENTS,
 ) -> int:
-    """Write the export to `path`; returns the number of rows. Parquet needs pyarrow."""
+    """Write the export to `path`; returns the number of rows. Parquet needs pyarrow, and is
+    written of the movements only."""
     if export_format is ExportFormat.PARQUET:
+        if dataset is not Dataset.MOVEMENTS:
+            raise ValidationFailed("the credit dataset is exported as csv or jsonl", field="format")
         return _write_parquet(engine, window, path, batch_size, on_rows)
     written = 0
     with path.open("wb") as output:
-        for chunk in stream_export(engine, export_format, window, batch_size=batch_size):
+        chunks = stream_export(
+            engine, export_format, window, batch_size=batch_size, dataset=dataset
+        )
+        for chunk in chunks:
             output.write(chunk.data)
             written += chunk.rows
             on_rows(chunk.rows)

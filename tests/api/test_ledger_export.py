@@ -10,8 +10,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from service.domain.ledger import Engine as LedgerEngine
-from service.services.ledger_export import EXPORT_COLUMNS
+from service.services.ledger_export import CREDIT_COLUMNS, EXPORT_COLUMNS
+from service.services.renewals import renew_due_accounts
 from tests.api.test_accounts import assert_problem
+from tests.api.test_upgrades import upgrade
+from tests.fakes.clock import FakeClock
 from tests.ledger_fixtures import Step, at, seed
 
 HISTORY = [
@@ -87,3 +90,49 @@ def test_bad_export_queries_are_422(client: TestClient, finance_headers: dict[st
         headers=finance_headers,
     )
     assert_problem(backwards, 422, "validation_error", "to")
+
+
+def test_the_credit_dataset_shows_credit_granted_and_applied_with_the_running_balance(
+    client: TestClient,
+    db: Engine,
+    clock: FakeClock,
+    admin_headers: dict[str, str],
+    finance_headers: dict[str, str],
+) -> None:
+    """Starter yearly to Growth monthly at once: 191.00 of the year is owed back; the next two
+    renewals (99.00 each) are paid from it, the second partly. Finance sees each step."""
+    yearly = {"tier": "starter", "interval": "year", "seats": 3}
+    assert client.put("/v1/accounts/acme", json=yearly, headers=admin_headers).status_code == 201
+    change = upgrade(client, admin_headers, {"target": {"tier": "growth", "interval": "month"}})
+    assert change.status_code == 200, change.text
+    state = client.app.state  # type: ignore[attr-defined]
+    for _ in range(3):
+        clock.advance(days=31)
+        renew_due_accounts(
+            state.session_factory, state.catalog, state.billing_gateways, clock.now()
+        )
+
+    response = export(client, finance_headers, dataset="credit")
+    assert response.headers["content-disposition"] == 'attachment; filename="ledger-credit.csv"'
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert list(rows[0]) == list(CREDIT_COLUMNS)
+    assert [
+        (row["kind"], row["amount_minor"], row["amount"], row["balance_after_minor"])
+        for row in rows
+    ] == [
+        ("granted", "19100", "191.00", "19100"),
+        ("applied", "-9900", "-99.00", "9200"),
+        ("applied", "-9200", "-92.00", "0"),
+    ]  # the third renewal is paid by card alone: no credit moved
+    assert {row["account_id"] for row in rows} == {"acme"}
+    account = client.get("/v1/accounts/acme", headers=admin_headers).json()
+    assert account["credit_balance"]["amount_minor"] == int(rows[-1]["balance_after_minor"])
+
+    # JSONL has the same rows; a window keeps the balance counted from the start.
+    lines = export(client, finance_headers, dataset="credit", format="jsonl").text.splitlines()
+    assert [json.loads(line)["balance_after"] for line in lines] == ["191.00", "92.00", "0.00"]
+    later = {"dataset": "credit", "from": rows[1]["occurred_at"]}
+    windowed = list(csv.DictReader(io.StringIO(export(client, finance_headers, **later).text)))
+    assert [row["balance_after_minor"] for row in windowed] == ["9200", "0"]
+    bad = client.get("/v1/ledger/export", params={"dataset": "cash"}, headers=finance_headers)
+    assert_problem(bad, 422, "validation_error", field="dataset")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from service.adapters.db import make_session_factory, transaction
 from service.adapters.ledger_repository import CopyFailed, TimeWindow, copy_csv
@@ -187,3 +187,47 @@ def test_cli_export_parquet_without_pyarrow_says_how_to_get_it(
     assert result.exit_code == 1
     assert "parquet export needs pyarrow: pip install -e '.[parquet]' in a source" in result.output
     assert not output.exists()
+
+
+def test_cli_exports_the_credit_dataset_and_refuses_it_as_parquet(
+    db: Engine, cli: CliRunner, tmp_path: Path
+) -> None:
+    with db.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO accounts (id, tier, interval, seats, addons, currency, status, "
+                "current_period_start, current_period_end, credit_balance_minor, version, "
+                "created_at, updated_at) VALUES ('acme', 'growth', 'month', 5, '{}', 'EUR', "
+                "'active', :t, :t, 0, 1, :t, :t)"
+            ),
+            {"t": at(2026, 1, 1)},
+        )
+        for number, (due, applied) in enumerate([(-1_250, 0), (3_000, 1_000), (3_000, 250)]):
+            connection.execute(
+                text(
+                    "INSERT INTO invoices (id, account_id, billing_reason, status, currency, "
+                    "amount_due_minor, credit_applied_minor, amount_paid_minor, period_start, "
+                    "period_end, created_at) VALUES (:id, 'acme', 'x', 'paid', 'EUR', :due, "
+                    ":applied, 0, :t, :t, :t)"
+                ),
+                {
+                    "id": f"in_{number}",
+                    "due": due,
+                    "applied": applied,
+                    "t": at(2026, 1, 2 + number),
+                },
+            )
+    output = tmp_path / "credit.csv"
+    result = cli.invoke(main, ["ledger", "export", "--dataset", "credit", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote 3 rows to {output}" in result.output
+    rows = list(csv.DictReader(io.StringIO(output.read_text())))
+    assert [(r["kind"], r["amount"], r["balance_after"]) for r in rows] == [
+        ("granted", "12.50", "12.50"),
+        ("applied", "-10.00", "2.50"),
+        ("applied", "-2.50", "0.00"),
+    ]
+    parquet = cli.invoke(
+        main, ["ledger", "export", "--dataset", "credit", "--format", "parquet", "-o", str(output)]
+    )
+    assert parquet.exit_code == 1 and "exported as csv or jsonl" in parquet.output

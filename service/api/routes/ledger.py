@@ -13,8 +13,10 @@ from service.api.problems import problem_responses
 from service.domain.errors import ValidationFailed
 from service.services.ledger import EntryFilters, LedgerEntry, list_entries
 from service.services.ledger_export import (
+    CREDIT_COLUMNS,
     EXPORT_COLUMNS,
     MEDIA_TYPES,
+    Dataset,
     ExportFormat,
     TimeWindow,
     stream_export,
@@ -23,6 +25,7 @@ from service.services.ledger_export import (
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
 _COLUMN_TABLE = "\n".join(f"- `{name}`: {meaning}" for name, meaning in EXPORT_COLUMNS.items())
+_CREDIT_TABLE = "\n".join(f"- `{name}`: {meaning}" for name, meaning in CREDIT_COLUMNS.items())
 
 
 def entry_out(row: LedgerEntry) -> LedgerEntryOut:
@@ -77,6 +80,9 @@ def entries(
         "(one JSON object per line, the same keys; decimals as strings). Money is integer "
         "minor units plus a decimal twin in major units for spreadsheets.\n\nColumns:\n"
         + _COLUMN_TABLE
+        + "\n\nWith `dataset=credit`: one row per invoice that moved a customer's credit "
+        "balance (local billing), in time order, the balance counted from the first such "
+        "invoice even when `from` is later. Columns:\n" + _CREDIT_TABLE
     ),
 )
 def export(
@@ -85,9 +91,13 @@ def export(
     if query.from_ is not None and query.to is not None and query.to <= query.from_:
         raise ValidationFailed("'to' must be after 'from'", field="to")
     chosen = ExportFormat(query.format)
-    chunks = stream_export(request.app.state.engine, chosen, TimeWindow(query.from_, query.to))
+    dataset = Dataset(query.dataset)
+    chunks = stream_export(
+        request.app.state.engine, chosen, TimeWindow(query.from_, query.to), dataset=dataset
+    )
+    name = "ledger" if dataset is Dataset.MOVEMENTS else "ledger-credit"
     return StreamingResponse(
         (chunk.data for chunk in chunks),
         media_type=MEDIA_TYPES[chosen],
-        headers={"Content-Disposition": f'attachment; filename="ledger.{chosen.value}"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}.{chosen.value}"'},
     )
