@@ -23,10 +23,11 @@ from common import fresh_database, new_key, print_result, uvicorn_server
 from sqlalchemy import Engine, event, text
 
 from service.adapters.db import make_engine, make_session_factory, transaction
-from service.adapters.ledger_repository import rebuild_month_flows
+from service.adapters.ledger_report_sql import rebuild_month_flows
 from service.domain.ledger import GENESIS_HASH, Granularity, PlanSnapshot, Source, chain_hash
 from service.services.api_keys import Scope
-from service.services.ledger import ledger_balances, record_movement, verify_ledger
+from service.services.ledger import ledger_balances, record_movement
+from service.services.ledger_entries import verify_ledger
 from service.services.reports import nrr_report
 
 START = datetime(2025, 1, 1, tzinfo=UTC)

@@ -33,7 +33,8 @@ from sqlalchemy import Connection, Engine, text
 
 from service.adapters.catalog_loader import load_catalog
 from service.adapters.db import make_engine
-from service.adapters.ledger_repository import CHAIN_COLUMNS, rebuild_month_flows
+from service.adapters.ledger_report_sql import rebuild_month_flows
+from service.adapters.ledger_repository import CHAIN_COLUMNS
 from service.adapters.usage_repository import AccountColumns
 from service.api.app import create_app
 from service.domain.ledger import GENESIS_HASH, chain_hash

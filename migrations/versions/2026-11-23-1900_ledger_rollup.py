@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from service.adapters.ledger_repository import rebuild_month_flows
+from service.adapters.ledger_report_sql import rebuild_month_flows
 from service.adapters.ledger_tables import FIRST_EXPANSION_ROWS
 
 revision: str = "0006_ledger_rollup"

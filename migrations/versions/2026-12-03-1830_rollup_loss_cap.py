@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from service.adapters.ledger_repository import rebuild_month_flows
+from service.adapters.ledger_report_sql import rebuild_month_flows
 
 revision: str = "0010_rollup_loss_cap"
 down_revision: str | None = "0009_sales_request_keys"

@@ -56,7 +56,7 @@ def ledger() -> None:
 )
 def verify(batch_size: int) -> None:
     """Recompute the hash chain; name the first row that does not match and exit 1."""
-    from service.services.ledger import verify_ledger
+    from service.services.ledger_entries import verify_ledger
 
     with _engine() as engine, engine.connect() as connection:
         result = verify_ledger(connection, batch_size=batch_size)
@@ -75,7 +75,7 @@ def verify(batch_size: int) -> None:
 def rollup(rebuild: bool) -> None:
     """Recompute the monthly rollup the NRR report reads and compare it with the kept one;
     exit 1 if they differ (unless --rebuild, which keeps the recomputed one)."""
-    from service.services.ledger import rebuild_rollup
+    from service.services.ledger_entries import rebuild_rollup
 
     with _engine() as engine, engine.connect() as connection:
         result = rebuild_rollup(connection, keep=rebuild)

@@ -1,15 +1,12 @@
-"""Recording MRR movements in the expansion ledger, reading entries back, verifying the chain."""
+"""Recording MRR movements in the expansion ledger: one, or a batch under one take of the chain
+lock, and bringing the ledger to an account's new MRR."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from service.adapters.ledger_appends import (
@@ -20,16 +17,9 @@ from service.adapters.ledger_appends import (
     MonthFlow,
     PeriodPosition,
 )
-from service.adapters.ledger_repository import (
-    CHAIN_COLUMNS,
-    LedgerRepository,
-    TimeWindow,
-    chain_batches,
-    month_flow_rows,
-    rebuild_month_flows,
-)
+from service.adapters.ledger_repository import LedgerRepository
 from service.adapters.ledger_tables import LedgerEntryRow
-from service.domain.errors import Conflict, ValidationFailed
+from service.domain.errors import Conflict
 from service.domain.ledger import (
     GENESIS_HASH,
     Attribution,
@@ -46,7 +36,6 @@ from service.domain.ledger import (
     engine_for_change,
     month_and_quarter_start,
     month_index,
-    verify_chain,
 )
 from service.domain.money import validate_currency
 
@@ -68,10 +57,6 @@ class LedgerOutOfOrder(Conflict):
 
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
-
-
-class InvalidCursor(ValidationFailed):
-    code = "invalid_cursor"
 
 
 def default_attribution(source: Source, *, strategic: bool) -> Attribution:
@@ -104,8 +89,8 @@ def _engine(
 
 
 @dataclass(frozen=True, slots=True)
-class Movement:
-    """One MRR movement to append (see record_movements)."""
+class MovementRequest:
+    """An MRR movement a writer asks to append (see record_movements)."""
 
     account_id: str
     currency: str
@@ -144,7 +129,7 @@ def record_movement(
     stripe_subscription_id: str | None = None,
 ) -> LedgerEntryRow | None:
     """Append one movement inside the caller's transaction (see record_movements)."""
-    movement = Movement(
+    movement = MovementRequest(
         account_id=account_id,
         currency=currency,
         mrr_before=mrr_before,
@@ -164,7 +149,7 @@ def record_movement(
 
 
 def record_movements(
-    session: Session, movements: Sequence[Movement]
+    session: Session, movements: Sequence[MovementRequest]
 ) -> list[LedgerEntryRow | None]:
     """Append movements in order inside the caller's transaction (never commits); one result
     per movement.
@@ -223,14 +208,14 @@ def record_movements(
 class _Book:
     """Where a batch's accounts stand, read once and moved along as its movements append."""
 
-    def __init__(self, appends: LedgerAppends, movements: Sequence[Movement]) -> None:
+    def __init__(self, appends: LedgerAppends, movements: Sequence[MovementRequest]) -> None:
         pairs = {(movement.account_id, movement.currency) for movement in movements}
         self.positions = appends.positions(pairs)
         self.periods: dict[datetime, dict[AccountCurrency, PeriodPosition]] = {}
         for since in sorted({s for m in movements for s in month_and_quarter_start(m.occurred_at)}):
             self.periods[since] = appends.period_positions(pairs, since)
 
-    def draft(self, movement: Movement, currency: str) -> LedgerEntryDraft:
+    def draft(self, movement: MovementRequest, currency: str) -> LedgerEntryDraft:
         """The movement's entry, checked against where its account stands."""
         account_id = movement.account_id
         position = self.positions[(account_id, currency)]
@@ -314,7 +299,9 @@ class _Book:
         )
 
 
-def _entry_row(draft: LedgerEntryDraft, movement: Movement, prev_hash: str) -> LedgerEntryRow:
+def _entry_row(
+    draft: LedgerEntryDraft, movement: MovementRequest, prev_hash: str
+) -> LedgerEntryRow:
     return LedgerEntryRow(
         kind=draft.kind.value,
         engine=None if draft.engine is None else draft.engine.value,
@@ -392,131 +379,3 @@ def record_account_state(
         if row is not None:
             recorded.append(row)
     return recorded
-
-
-# --- reading entries back ----------------------------------------------------------------------
-
-_CURSOR_PREFIX = "le1:"
-
-
-def encode_cursor(entry_id: int) -> str:
-    raw = f"{_CURSOR_PREFIX}{entry_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The entry id a cursor points after; InvalidCursor (422) for any cursor not issued here."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    digits = raw.removeprefix(_CURSOR_PREFIX)
-    if not raw.startswith(_CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 19:
-        raise InvalidCursor("cursor is not one this API issued", field="cursor")
-    return int(digits)
-
-
-@dataclass(frozen=True, slots=True)
-class EntryFilters:
-    start: datetime | None = None
-    end: datetime | None = None
-    account_id: str | None = None
-    kind: MovementKind | None = None
-    engine: Engine | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EntryPage:
-    entries: list[LedgerEntryRow]
-    next_cursor: str | None
-
-
-def list_entries(
-    session: Session, filters: EntryFilters, *, cursor: str | None, limit: int
-) -> EntryPage:
-    """One page of entries in ledger order; `next_cursor` is None on the last page."""
-    if filters.start and filters.end and filters.end <= filters.start:
-        raise ValidationFailed("'to' must be after 'from'", field="to")
-    conditions = TimeWindow(filters.start, filters.end).conditions()
-    if filters.account_id is not None:
-        conditions.append(LedgerEntryRow.account_id == filters.account_id)
-    if filters.kind is not None:
-        conditions.append(LedgerEntryRow.kind == filters.kind.value)
-    if filters.engine is not None:
-        conditions.append(LedgerEntryRow.engine == filters.engine.value)
-    after_id = None if cursor is None else decode_cursor(cursor)
-    rows = LedgerRepository(session).page(conditions, after_id=after_id, limit=limit + 1)
-    more = len(rows) > limit
-    entries = rows[:limit]
-    return EntryPage(entries, encode_cursor(entries[-1].id) if more else None)
-
-
-# --- verifying the chain -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ChainReport:
-    """The outcome of `verify_ledger`: rows read, and the first row that does not match."""
-
-    rows_checked: int
-    first_bad_id: int | None
-    head_hash: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.first_bad_id is None
-
-
-def _record(row: Any) -> Mapping[str, object]:
-    return {name: row[index + 1] for index, name in enumerate(CHAIN_COLUMNS)}
-
-
-def verify_ledger(
-    connection: Connection,
-    *,
-    batch_size: int = 5_000,
-    on_batch: Callable[[int], None] | None = None,
-) -> ChainReport:
-    """Recompute the hash chain in ledger order, batch by batch, in constant memory.
-
-    A row fails when its content no longer hashes to its stored hash, or when its stored
-    prev_hash is not the previous row's hash (a row removed or inserted before it).
-    """
-    prev = GENESIS_HASH
-    checked = 0
-    for batch in chain_batches(connection, after_id=0, batch_size=batch_size):
-        bad = verify_chain(((_record(row), row.hash) for row in batch), prev_hash=prev)
-        link = prev
-        for index, row in enumerate(batch[: len(batch) if bad is None else bad]):
-            if row.prev_hash != link:
-                bad = index
-                break
-            link = row.hash
-        if bad is not None:
-            return ChainReport(checked + bad, batch[bad].id, prev)
-        checked += len(batch)
-        prev = batch[-1].hash
-        if on_batch is not None:
-            on_batch(len(batch))
-    return ChainReport(checked, None, None if checked == 0 else prev)
-
-
-# --- the monthly rollup ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RollupCheck:
-    rows: int  # rollup rows after the rebuild
-    matched: bool  # whether the rollup kept by the writes equalled the rebuild
-
-
-def rebuild_rollup(connection: Connection, *, keep: bool) -> RollupCheck:
-    """Recompute the monthly rollup from the entries and compare it with the one the writes
-    kept; `keep` commits the rebuilt one, else it is rolled back (a check only)."""
-    with connection.begin() as transaction:
-        before = month_flow_rows(connection)
-        rows = rebuild_month_flows(connection)
-        matched = month_flow_rows(connection) == before
-        if not keep:
-            transaction.rollback()
-    return RollupCheck(rows, matched)

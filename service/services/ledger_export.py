@@ -19,14 +19,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from service.adapters.billing_repository import credit_batches
-from service.adapters.ledger_repository import (
+from service.adapters.ledger_export_sql import (
     EXPORT_SOURCE,
-    TimeWindow,
     copy_csv,
     copy_csv_statement,
     count_entries,
     export_batches,
 )
+from service.adapters.ledger_repository import TimeWindow
 from service.domain.errors import DomainError, ValidationFailed
 from service.domain.money import minor_exponent
 

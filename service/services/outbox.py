@@ -17,7 +17,8 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.db import transaction
-from service.adapters.signal_repository import OutboxRepository, crossing_of
+from service.adapters.outbox_repository import OutboxRepository
+from service.adapters.signal_repository import crossing_of
 from service.domain.thresholds import Crossing, requested_tier
 from service.ports import Clock
 from service.settings import Settings

@@ -34,7 +34,7 @@ from service.services.account_state import (
     plan_snapshot,
 )
 from service.services.billing import GatewayFactory, store_billed_many
-from service.services.ledger import Movement, ledger_balances_of, record_movements
+from service.services.ledger import MovementRequest, ledger_balances_of, record_movements
 
 log = logging.getLogger("upshift.renewals")
 
@@ -96,7 +96,7 @@ def renew_accounts(
     balances = ledger_balances_of(session, ids)
     renewed: list[RenewedAccount] = []
     invoices: list[InvoiceDraft] = []
-    movements: list[Movement] = []
+    movements: list[MovementRequest] = []
     billed: dict[str, tuple[Plan, tuple[BilledLine, ...]]] = {}
     applied: set[str] = set()
     for account in accounts:
@@ -132,7 +132,7 @@ def renew_accounts(
             mrr_after = plan_mrr(catalog, after.plan).minor
             if mrr_after != mrr:
                 movements.append(
-                    Movement(
+                    MovementRequest(
                         account_id=account.id,
                         currency=account.currency,
                         mrr_before=mrr,

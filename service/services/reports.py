@@ -11,9 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from service.adapters.ledger_repository import (
+from service.adapters.ledger_report_sql import (
     PeriodAggregate,
-    TimeWindow,
     entry_flows,
     entry_net,
     first_expansion_days,
@@ -22,6 +21,7 @@ from service.adapters.ledger_repository import (
     month_flow_net,
     tune_for_reports,
 )
+from service.adapters.ledger_repository import TimeWindow
 from service.domain.errors import ValidationFailed
 from service.domain.ledger import (
     Engine,

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, text
 
 from service.api.app import create_app
 from service.services.api_keys import Scope
-from service.services.ledger import verify_ledger
+from service.services.ledger_entries import verify_ledger
 from service.services.renewals import renew_due_accounts
 from service.settings import Settings
 from tests.conftest import REPO_ROOT, _empty_tables, _key

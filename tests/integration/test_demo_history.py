@@ -15,7 +15,7 @@ from service.api.app import create_app
 from service.demo_history import ACCOUNTS, HISTORY_KEY_NAME, HISTORY_PREFIX, seed_history
 from service.services.api_keys import list_keys
 from service.services.demo import DEMO_ACCOUNT_ID, seed_demo
-from service.services.ledger import verify_ledger
+from service.services.ledger_entries import verify_ledger
 from service.settings import Settings
 from tests.fakes.clock import FakeClock
 

@@ -16,7 +16,7 @@ from service.adapters.db import make_session_factory, transaction
 from service.adapters.ledger_tables import APPEND_ONLY_TRIGGER
 from service.cli import main
 from service.domain.ledger import Engine as LedgerEngine
-from service.services.ledger import rebuild_rollup, verify_ledger
+from service.services.ledger_entries import rebuild_rollup, verify_ledger
 from tests.ledger_fixtures import Step, at, entry_count, record, seed, skip_unless_postgres
 
 

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, text
 
 from service.adapters.db import make_session_factory, transaction
-from service.adapters.ledger_repository import CopyFailed, TimeWindow, copy_csv
+from service.adapters.ledger_export_sql import CopyFailed, copy_csv
+from service.adapters.ledger_repository import TimeWindow
 from service.adapters.ledger_tables import LedgerEntryRow
 from service.cli import main
 from service.domain.ledger import Attribution, Motion, Source

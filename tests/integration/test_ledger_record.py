@@ -24,14 +24,13 @@ from service.services.ledger import (
     IdempotencyKeyReused,
     LedgerOutOfOrder,
     LedgerOutOfStep,
-    Movement,
+    MovementRequest,
     ledger_balances,
-    rebuild_rollup,
     record_account_state,
     record_movement,
     record_movements,
-    verify_ledger,
 )
+from service.services.ledger_entries import rebuild_rollup, verify_ledger
 from tests.ledger_fixtures import at, entry_count
 
 GROWTH_5 = PlanSnapshot("growth", 5)
@@ -201,7 +200,7 @@ def test_account_state_churns_mrr_left_in_another_currency(factory) -> None:
         assert ledger_balances(session, "acme") == {"USD": 12_000}
 
 
-def _history(prefix: str) -> list[Movement]:
+def _history(prefix: str) -> list[MovementRequest]:
     """Movements of three accounts in two currencies across month and quarter starts: new,
     expansion, contraction, churn and reactivation, some in the same period as each other."""
     plans = [0, 9_900, 14_400, 4_900, 0, 2_900, 29_900]
@@ -213,7 +212,7 @@ def _history(prefix: str) -> list[Movement]:
             if after == mrr:
                 continue
             movements.append(
-                Movement(
+                MovementRequest(
                     account_id=f"{prefix}-{account}",
                     currency=currency,
                     mrr_before=mrr,

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select, text
 
 from service.adapters.db import make_session_factory
-from service.adapters.ledger_repository import (
+from service.adapters.ledger_report_sql import (
     month_flow_rows,
     rebuild_month_flows,
 )

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, text
 
 from service.adapters.db import make_session_factory, transaction
-from service.adapters.signal_repository import OutboxRepository
+from service.adapters.outbox_repository import OutboxRepository
 from service.api.app import create_app
 from service.cli import main
 from service.services.outbox import DeliveryConfig, deliver_due, sign, verify

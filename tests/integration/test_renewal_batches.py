@@ -23,7 +23,7 @@ from service.adapters.ledger_tables import LedgerEntryRow
 from service.adapters.orm import AccountRow
 from service.services.account_state import account_mrr
 from service.services.billing import local_gateways
-from service.services.ledger import verify_ledger
+from service.services.ledger_entries import verify_ledger
 from service.services.renewals import renew_accounts, renew_due_accounts, renew_if_due
 from tests.api.test_upgrades import ACME, upgrade
 from tests.fakes.clock import FakeClock

@@ -8,15 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.adapters.ledger_repository import EXPORT_SOURCE
+from service.adapters.ledger_export_sql import EXPORT_SOURCE
 from service.domain.ledger import Granularity, Motion, Source, month_index, period_buckets
 from service.domain.money import Money
-from service.services.ledger import (
-    InvalidCursor,
-    decode_cursor,
-    default_attribution,
-    encode_cursor,
-)
+from service.services.ledger import default_attribution
+from service.services.ledger_entries import InvalidCursor, decode_cursor, encode_cursor
 from service.services.ledger_export import (
     EXPORT_COLUMNS,
     decimal_text,

@@ -11,7 +11,8 @@ from service.api.deps import FinanceDep, SessionDep
 from service.api.ledger_schemas import EntriesQuery, ExportQuery, LedgerEntryOut, LedgerPageOut
 from service.api.problems import problem_responses
 from service.domain.errors import ValidationFailed
-from service.services.ledger import EntryFilters, LedgerEntry, list_entries
+from service.services.ledger import LedgerEntry
+from service.services.ledger_entries import EntryFilters, list_entries
 from service.services.ledger_export import (
     CREDIT_COLUMNS,
     EXPORT_COLUMNS,

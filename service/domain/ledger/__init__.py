@@ -1,0 +1,98 @@
+"""The MRR ledger, one concept a module: movements (kinds, engines, classification, the entry a
+writer drafts), the hash chain, report periods, retention math (NRR, GRR, cohort shares, the
+roll-forward) and the offer funnel. The package exports each module's public names."""
+
+from __future__ import annotations
+
+from service.domain.ledger.chain import GENESIS_HASH, canonical_bytes, chain_hash, verify_chain
+from service.domain.ledger.funnel import (
+    FunnelRow,
+    OfferImpression,
+    funnel_row,
+    in_activation_window,
+    median_days_to_first_expansion,
+    offer_funnel,
+)
+from service.domain.ledger.movements import (
+    RECORD_FIELDS,
+    Attribution,
+    Engine,
+    LedgerEntryDraft,
+    Motion,
+    Movement,
+    MovementKind,
+    PlanSnapshot,
+    RecurringLine,
+    Source,
+    classify,
+    engine_for_change,
+    subscription_mrr,
+)
+from service.domain.ledger.report_periods import (
+    Granularity,
+    ReportSplit,
+    month_and_quarter_start,
+    month_index,
+    month_start,
+    months_per_period,
+    period_buckets,
+    split_report_range,
+)
+from service.domain.ledger.retention import (
+    AccountKey,
+    MovementLike,
+    PeriodFlows,
+    PeriodReport,
+    cohort_share,
+    counts_for_cohort,
+    period_flows,
+    period_reports,
+    ratio,
+    report_from_flows,
+    rollforward_reports,
+)
+
+__all__ = [
+    "GENESIS_HASH",
+    "RECORD_FIELDS",
+    "AccountKey",
+    "Attribution",
+    "Engine",
+    "FunnelRow",
+    "Granularity",
+    "LedgerEntryDraft",
+    "Motion",
+    "Movement",
+    "MovementKind",
+    "MovementLike",
+    "OfferImpression",
+    "PeriodFlows",
+    "PeriodReport",
+    "PlanSnapshot",
+    "RecurringLine",
+    "ReportSplit",
+    "Source",
+    "canonical_bytes",
+    "chain_hash",
+    "classify",
+    "cohort_share",
+    "counts_for_cohort",
+    "engine_for_change",
+    "funnel_row",
+    "in_activation_window",
+    "median_days_to_first_expansion",
+    "month_and_quarter_start",
+    "month_index",
+    "month_start",
+    "months_per_period",
+    "offer_funnel",
+    "period_buckets",
+    "period_flows",
+    "period_reports",
+    "ratio",
+    "report_from_flows",
+    "rollforward_reports",
+    "split_report_range",
+    "subscription_mrr",
+    "verify_chain",
+]
