@@ -195,10 +195,11 @@ def _register_area_commands() -> None:
     main.add_command(signals.signals)
     main.add_command(ledger.ledger)
     main.add_command(ledger.report)
-    from service.commands import stripe_sync, webhooks
+    from service.commands import stripe, stripe_sync, webhooks
 
     catalog.add_command(stripe_sync.sync_stripe)
     main.add_command(webhooks.webhooks)
+    main.add_command(stripe.stripe)
 
 
 _register_area_commands()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import replace
 from typing import Any
+
+import stripe
 
 from service.adapters.stripe_api import (
     BillingRejected,
@@ -25,6 +29,7 @@ from service.domain.quotes import Quote
 from service.ports import AppliedChange, BillingAccount, Preview, ScheduledChange
 
 Json = dict[str, Any]
+log = logging.getLogger("upshift.stripe")
 
 
 class BillingOutOfSync(Conflict):
@@ -81,39 +86,22 @@ class StripeBillingGateway:
         remote = self._subscription(account)
         invoice = self._landed_invoice(remote, quote)
         if invoice is None:
-            changes = self.item_changes(remote, quote.target)
-            if not changes:
-                raise BillingOutOfSync(
-                    "Stripe already has this plan for the subscription; the account is brought "
-                    "up to date by Stripe's webhook"
-                )
-            with stripe_errors("apply the change"):
-                updated = self.client.v1.subscriptions.update(
-                    remote.id,
-                    params={
-                        "items": changes,
-                        "proration_date": unix(quote.proration_date),
-                        "proration_behavior": "always_invoice",
-                        # A failed payment leaves the items as they are (Stripe keeps the change
-                        # as a pending update until it expires or the invoice is paid).
-                        "payment_behavior": "pending_if_incomplete",
-                        "expand": ["latest_invoice"],
-                    },
-                    options={"idempotency_key": idempotency_key},
-                )
-            raw = as_json(updated)
-            latest = raw.get("latest_invoice")
-            raw["latest_invoice"] = latest["id"] if isinstance(latest, dict) else latest
-            remote = self.billing.remote(raw)
-            if remote.has_pending_update:
-                raise PaymentDeclined(
-                    "the payment for this change failed, so the subscription is unchanged; "
-                    "update the payment method and try again with a new Idempotency-Key",
-                    code="payment_failed",
-                )
-            invoice = latest if isinstance(latest, dict) else None
-            if invoice is not None and not self._is_change_invoice(invoice, quote):
-                invoice = None  # nothing was prorated, so Stripe issued no invoice for it
+            try:
+                remote, invoice = self._update(remote, quote, idempotency_key)
+            except stripe.APIError as exc:
+                if (exc.http_status or 0) < 500:
+                    raise
+                # Stripe keeps a 5xx under its idempotency key and answers every retry with it
+                # for 24 hours (docs.stripe.com/api/idempotent_requests: "retries with the same
+                # key return the saved response, including 500 errors"). So: did the change land
+                # after all? If not, one more try under a key of its own, once for this call.
+                log.warning("Stripe answered %s to the change; reconciling", exc.http_status)
+                remote = self._subscription(account)
+                invoice = self._landed_invoice(remote, quote)
+                if invoice is None:
+                    attempt = f"{idempotency_key}:after-{exc.request_id or uuid.uuid4().hex}"
+                    with stripe_errors("apply the change"):
+                        remote, invoice = self._update(remote, quote, attempt[:255])
         self._release_schedule(remote, idempotency_key)
         charged = int(invoice["amount_paid"]) if invoice else 0
         return AppliedChange(
@@ -279,6 +267,53 @@ class StripeBillingGateway:
                         break
             invoice["lines"] = {**lines, "data": data, "has_more": False}
         return data
+
+    def _update(
+        self, remote: RemoteSubscription, quote: Quote, idempotency_key: str
+    ) -> tuple[RemoteSubscription, Json | None]:
+        """Change the subscription's items now, prorated at the quote's date; returns it and the
+        change's invoice (None when nothing was prorated). A 5xx from Stripe is raised as is
+        (stripe.APIError): the caller decides how to retry it; every other error in the
+        domain's words."""
+        changes = self.item_changes(remote, quote.target)
+        if not changes:
+            raise BillingOutOfSync(
+                "Stripe already has this plan for the subscription; the account is brought "
+                "up to date by Stripe's webhook"
+            )
+        try:
+            updated = self.client.v1.subscriptions.update(
+                remote.id,
+                params={
+                    "items": changes,
+                    "proration_date": unix(quote.proration_date),
+                    "proration_behavior": "always_invoice",
+                    # A failed payment leaves the items as they are (Stripe keeps the change
+                    # as a pending update until it expires or the invoice is paid).
+                    "payment_behavior": "pending_if_incomplete",
+                    "expand": ["latest_invoice"],
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            if isinstance(exc, stripe.APIError) and (exc.http_status or 0) >= 500:
+                raise
+            with stripe_errors("apply the change"):
+                raise
+        raw = as_json(updated)
+        latest = raw.get("latest_invoice")
+        raw["latest_invoice"] = latest["id"] if isinstance(latest, dict) else latest
+        remote = self.billing.remote(raw)
+        if remote.has_pending_update:
+            raise PaymentDeclined(
+                "the payment for this change failed, so the subscription is unchanged; "
+                "update the payment method and try again with a new Idempotency-Key",
+                code="payment_failed",
+            )
+        invoice = latest if isinstance(latest, dict) else None
+        if invoice is not None and not self._is_change_invoice(invoice, quote):
+            invoice = None  # nothing was prorated, so Stripe issued no invoice for it
+        return remote, invoice
 
     def _release_schedule(self, remote: RemoteSubscription, idempotency_key: str) -> None:
         """A change applied now supersedes a downgrade waiting for the period end."""

@@ -46,10 +46,13 @@ class BillingRejected(Conflict):
 class InvalidWebhook(Exception):
     """A webhook that is not provably Stripe's (bad, stale or missing signature, or no event)."""
 
-    def __init__(self, detail: str, *, code: str = "invalid_signature") -> None:
+    def __init__(
+        self, detail: str, *, code: str = "invalid_signature", field: str = "Stripe-Signature"
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.code = code
+        self.field = field
 
 
 def connect_stripe(settings: Settings, catalog: Catalog) -> StripeBilling:
@@ -341,7 +344,42 @@ class StripeBilling:
             or not isinstance(data.get("object"), dict)
         ):
             raise InvalidWebhook("the event lacks id, type or data.object", code="invalid_event")
+        if raw.get("api_version") != STRIPE_API_VERSION:
+            # Stripe renders an event in its endpoint's API version, or the account's default
+            # (docs.stripe.com/webhooks/versioning); Upshift reads its own version's shapes only.
+            raise InvalidWebhook(
+                f"event {raw['id']} is rendered in Stripe API version {raw.get('api_version')}, "
+                f"but Upshift reads {STRIPE_API_VERSION}: create the endpoint with `upshift "
+                "stripe webhook-endpoint create URL`, which pins it",
+                code="unexpected_api_version",
+                field="api_version",
+            )
         return raw
+
+
+# --- the webhook endpoint ------------------------------------------------------------------
+
+
+def webhook_endpoints(client: stripe.StripeClient) -> list[Json]:
+    """Every webhook endpoint of the account."""
+    with stripe_errors("list the webhook endpoints"):
+        found = client.v1.webhook_endpoints.list(params={"limit": 100})
+        return [as_json(endpoint) for endpoint in found.auto_paging_iter()]
+
+
+def create_webhook_endpoint(client: stripe.StripeClient, url: str, events: list[str]) -> Json:
+    """A webhook endpoint at `url` for `events`, its events rendered in Upshift's API version.
+    Its `secret` is in this answer only (Stripe returns it at creation alone)."""
+    with stripe_errors("create the webhook endpoint"):
+        created = client.v1.webhook_endpoints.create(
+            params={
+                "url": url,
+                "enabled_events": events,
+                "api_version": STRIPE_API_VERSION,
+                "description": "Upshift",
+            }
+        )
+    return as_json(created)
 
 
 # --- products and prices, for `catalog sync-stripe` ----------------------------------------

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,20 +19,26 @@ from service.adapters.orm import AccountRow
 from service.adapters.repositories import AccountRepository
 from service.adapters.stripe_api import (
     ACCOUNT_METADATA,
+    STRIPE_API_VERSION,
     InvalidWebhook,
     RemoteSubscription,
     StripeBilling,
+    create_webhook_endpoint,
     utc,
+    webhook_endpoints,
 )
 from service.adapters.webhook_inbox import WebhookInbox, account_by_subscription
 from service.domain.accounts import AccountStatus, Plan
 from service.domain.catalog import Catalog
-from service.domain.errors import DomainError
+from service.domain.errors import Conflict, DomainError
 from service.domain.ledger import PlanSnapshot, Source
 from service.domain.periods import Period
 from service.ports import Clock
 from service.services.account_state import account_mrr, mark_changed, plan_of, plan_snapshot
 from service.services.ledger import ledger_balances, record_movement
+
+if TYPE_CHECKING:
+    import stripe
 
 log = logging.getLogger("upshift.webhooks")
 
@@ -104,7 +110,11 @@ def receive_stripe_event(
     try:
         event = billing.verify_event(payload, signature)
     except InvalidWebhook as exc:
-        raise WebhookRejected(exc.detail, field="Stripe-Signature", code=exc.code) from None
+        if exc.code == "unexpected_api_version":
+            # Not a forgery but a misconfigured endpoint: the operator must see it (and the
+            # refusal is counted in /metrics as upshift_problems{code="unexpected_api_version"}).
+            log.error("Stripe event refused: %s", exc.detail)
+        raise WebhookRejected(exc.detail, field=exc.field, code=exc.code) from None
     inbox = WebhookInbox(session)
     row = WebhookEventRow(
         source=SOURCE,
@@ -357,4 +367,67 @@ def _record(
         catalog_version=catalog.version,
         stripe_invoice_id=invoice_id,
         stripe_subscription_id=account.billing_subscription_id,
+    )
+
+
+# --- the webhook endpoint ------------------------------------------------------------------
+
+
+class EndpointExists(Conflict):
+    """An endpoint is already at the URL; `fits`: it sends what Upshift reads, as it reads it."""
+
+    code = "webhook_endpoint_exists"
+
+    def __init__(self, detail: str, *, fits: bool) -> None:
+        super().__init__(detail)
+        self.fits = fits
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedEndpoint:
+    id: str
+    url: str
+    api_version: str
+    events: tuple[str, ...]
+    secret: str
+
+
+def ensure_webhook_endpoint(
+    client: stripe.StripeClient, url: str, events: Sequence[str]
+) -> CreatedEndpoint:
+    """Create Stripe's webhook endpoint at `url` for `events`, pinned to Upshift's API version.
+
+    An endpoint already at `url` is never changed (its signing secret cannot be read back, and
+    its events may be someone else's): EndpointExists says whether it fits and what to do.
+    """
+    for endpoint in webhook_endpoints(client):
+        if endpoint.get("url") != url:
+            continue
+        version = endpoint.get("api_version")
+        missing = sorted(set(events) - set(endpoint.get("enabled_events") or ()))
+        if "*" in (endpoint.get("enabled_events") or ()):
+            missing = []
+        if version == STRIPE_API_VERSION and not missing:
+            raise EndpointExists(
+                f"{endpoint['id']} at {url} already sends the events Upshift handles in API "
+                f"version {version}; nothing to do (its signing secret is in the Dashboard)",
+                fits=True,
+            )
+        problems = []
+        if version != STRIPE_API_VERSION:
+            problems.append(f"renders events in API version {version or 'the account default'}")
+        if missing:
+            problems.append(f"does not send {', '.join(missing)}")
+        raise EndpointExists(
+            f"{endpoint['id']} at {url} {' and '.join(problems)}, not what Upshift reads "
+            f"({STRIPE_API_VERSION}); delete it in the Dashboard, then run this again",
+            fits=False,
+        )
+    created = create_webhook_endpoint(client, url, list(events))
+    return CreatedEndpoint(
+        id=created["id"],
+        url=created["url"],
+        api_version=created.get("api_version") or STRIPE_API_VERSION,
+        events=tuple(created.get("enabled_events") or events),
+        secret=created.get("secret") or "",
     )

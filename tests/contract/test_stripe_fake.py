@@ -507,17 +507,30 @@ def test_timeout_after_apply_is_retried_and_applied_once(
     assert fake_stripe.update_count(sub.id) == 2  # applied although the stripe_client saw an error
 
 
-def test_5xx_before_apply_is_retried(
+def test_a_500_is_saved_under_its_idempotency_key_and_replayed(
     fake_stripe: FakeStripe, customer: stripe.Customer, catalog: Catalog
 ) -> None:
-    stripe_client = fake_stripe.client(max_network_retries=1)
+    """docs.stripe.com/api/idempotent_requests: Stripe saves the first response once the
+    endpoint began, "including 500 errors"; the SDK does not retry a 500 marked
+    Stripe-Should-Retry: false; only a new key runs the request again."""
+    stripe_client = fake_stripe.client(max_network_retries=2)
     sub = subscribe(stripe_client, customer, (catalog.base, 1))
     fake_stripe.fail_next("POST /v1/subscriptions/", "5xx_before_apply")
-    stripe_client.v1.subscriptions.update(sub.id, params={"metadata": {"tier": "pro"}})
-    assert [c.status for c in fake_stripe.requests_for("subscriptions.update")] == [500, 200]
+    pro = {"metadata": {"tier": "pro"}}
+    for _ in range(2):
+        with pytest.raises(stripe.APIError) as failed:
+            stripe_client.v1.subscriptions.update(
+                sub.id, params=pro, options={"idempotency_key": "k"}
+            )
+        assert failed.value.http_status == 500
+    calls = fake_stripe.requests_for("subscriptions.update")
+    assert [(c.status, c.replayed) for c in calls] == [(500, False), (500, True)]
+    assert fake_stripe.update_count(sub.id) == 0
+    stripe_client.v1.subscriptions.update(sub.id, params=pro, options={"idempotency_key": "k2"})
     assert fake_stripe.update_count(sub.id) == 1
 
-    fake_stripe.fail_next("subscriptions.update", "503_before_apply", times=2)
+    # A 503 refused in front of the API saves nothing: the SDK retries it (here 3 times).
+    fake_stripe.fail_next("subscriptions.update", "503_before_apply", times=3)
     with pytest.raises(stripe.APIError):
         stripe_client.v1.subscriptions.update(sub.id, params={"metadata": {"tier": "max"}})
     assert stripe_client.v1.subscriptions.retrieve(sub.id).metadata["tier"] == "pro"

@@ -33,7 +33,9 @@ Idempotency
     (method, path, params); same key + same request -> the stored response again
     with ``Idempotent-Replayed: true`` and no side effects; same key + different
     request -> 400 ``{"error": {"type": "idempotency_error", ...}}``.  As on Stripe,
-    requests rejected by parameter validation and 5xx responses are not stored.
+    requests rejected by parameter validation are not stored; a 500 from an endpoint
+    that began (``5xx_before_apply``) is stored and replayed, 500 again, for 24 h
+    (docs.stripe.com/api/idempotent_requests); a 503 refused in front of the API is not.
     Keys expire after 24 h of fake time.
 
 Faults (``fail_next(target, mode)``; ``target`` is an op name such as
@@ -43,8 +45,10 @@ an object id, ``"renewal"``, or ``"*"``)
     the connection is dropped without a response (after ``hang_seconds``); the
     SDK sees a network error and retries with the same idempotency key, which
     replays the stored result -- the change is applied exactly once.
-    ``5xx_before_apply`` / ``503_before_apply``: 500 / 503 ``api_error`` without
-    applying anything.
+    ``5xx_before_apply``: 500 ``api_error`` without applying anything, saved under
+    the idempotency key with ``Stripe-Should-Retry: false`` (the SDK does not retry
+    it, and a retry with the same key gets it again); ``503_before_apply``: 503
+    ``api_error``, nothing applied or saved (the SDK retries it).
     ``card_declined``: the next matching *payment attempt* fails.  Error body
     (HTTP 402)::
 
@@ -202,6 +206,10 @@ _ROUTES: list[_Route] = [
        "SubscriptionScheduleReleaseParams", lambda s, b, i, p: b.release_schedule(i, p)),
     _r("subscription_schedules.cancel", "POST", "/v1/subscription_schedules/{id}/cancel",
        "SubscriptionScheduleCancelParams", lambda s, b, i, p: b.cancel_schedule(i, p)),
+    _r("webhook_endpoints.create", "POST", "/v1/webhook_endpoints",
+       "WebhookEndpointCreateParams", lambda s, b, i, p: s.create_webhook_endpoint(p)),
+    _r("webhook_endpoints.list", "GET", "/v1/webhook_endpoints", "WebhookEndpointListParams",
+       lambda s, b, i, p: s.list_webhook_endpoints(p)),
     _r("events.retrieve", "GET", "/v1/events/{id}", "EventRetrieveParams",
        lambda s, b, i, p: s.event(i).render(s.api_version)),
     _r("events.list", "GET", "/v1/events", "EventListParams",
@@ -244,6 +252,7 @@ class _Stored:
     body: bytes
     request_id: str
     created: int
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -503,18 +512,24 @@ class FakeStripe:
     # ------------------------------------------------------------------ webhooks
 
     def signed_payload(
-        self, event: Json | Event | str, timestamp: int | None = None
+        self,
+        event: Json | Event | str,
+        timestamp: int | None = None,
+        *,
+        api_version: str | None = None,
     ) -> tuple[bytes, str]:
         """``(body, Stripe-Signature header)`` exactly as Stripe signs webhooks.
 
         ``timestamp`` defaults to the wall clock (``construct_event`` checks it against
-        ``time.time()`` with a 300 s tolerance), not the fake clock.
+        ``time.time()`` with a 300 s tolerance), not the fake clock. An event given by id or
+        object is rendered in ``api_version`` (default: the SDK's).
         """
+        version = api_version or self.api_version
         if isinstance(event, str):
             with self._state.lock:
-                event = self._state.event(event).render(self.api_version)
+                event = self._state.event(event).render(version)
         elif isinstance(event, Event):
-            event = event.render(self.api_version)
+            event = event.render(version)
         body = _json_bytes(event)
         t = int(time.time()) if timestamp is None else int(timestamp)
         signed = f"{t}.".encode() + body
@@ -531,13 +546,17 @@ class FakeStripe:
         """POST events to a URL (or call ``target(body, signature_header)``).
 
         Without ``events``, delivers every event created since the previous
-        ``deliver`` call.  Returns ``(event_id, http_status_or_callable_result)``.
+        ``deliver`` call, rendered in the version of the webhook endpoint created at that URL
+        (its ``api_version``, else the account default; docs.stripe.com/webhooks/versioning),
+        or in the SDK's when no endpoint was created for it (as if it were pinned).
+        Returns ``(event_id, http_status_or_callable_result)``.
         """
         if events is None:
             with self._state.lock:
                 pending = self._state.events[self._delivered :]
                 self._delivered = len(self._state.events)
-                events = [e.render(self.api_version) for e in pending]
+                version = None if callable(target) else self._state.endpoint_api_version(target)
+                events = [e.render(version or self.api_version) for e in pending]
         results: list[tuple[str, Any]] = []
         for event in events:
             body, header = self.signed_payload(event)
@@ -661,19 +680,40 @@ class FakeStripe:
                 return _Response(
                     stored.status,
                     stored.body,
-                    {"Idempotent-Replayed": "true", "Original-Request": stored.request_id},
+                    {
+                        **stored.headers,
+                        "Idempotent-Replayed": "true",
+                        "Original-Request": stored.request_id,
+                    },
                 )
 
         haystacks = [route.op, f"{method} {path}", path]
         fault = state.faults.take(Faults.REQUEST_MODES, haystacks)
         if fault is not None:
             record.fault = fault.mode
-        if fault is not None and fault.mode in ("5xx_before_apply", "503_before_apply"):
-            status = 503 if fault.mode == "503_before_apply" else 500
+        if fault is not None and fault.mode == "503_before_apply":
+            # Refused in front of the API, before any endpoint ran: nothing is saved under the
+            # key (as for a 429, which "runs before the API's idempotency layer":
+            # docs.stripe.com/error-low-level), and the SDK retries it.
             return _error(
-                status,
+                503,
                 {"type": "api_error", "message": "An unknown error occurred (injected fault)."},
             )
+        if fault is not None and fault.mode == "5xx_before_apply":
+            # The endpoint began and failed before changing anything. Stripe "saves the status
+            # code and body of the first request made with a given idempotency key after
+            # endpoint execution begins. Retries with the same key return the saved response,
+            # including 500 errors" (docs.stripe.com/api/idempotent_requests), and marks such a
+            # 500 Stripe-Should-Retry: false (the SDK's _should_retry: "we expect the
+            # stripe-should-retry header to be false in most cases when a 500 is returned").
+            response = _error(
+                500,
+                {"type": "api_error", "message": "An unknown error occurred (injected fault)."},
+            )
+            response.headers["Stripe-Should-Retry"] = "false"
+            if key is not None:
+                self._store(key, fingerprint, response, record.request_id, state.now)
+            return response
 
         state.request_context = (record.request_id, key)
         state.request_haystacks = haystacks
@@ -703,14 +743,21 @@ class FakeStripe:
             state.request_context = (None, None)
             state.request_haystacks = []
         if key is not None and response.status < 500:
-            self._idempotency[key] = _Stored(
-                fingerprint, response.status, response.body, record.request_id, state.now
-            )
-            while len(self._idempotency) > _MAX_IDEMPOTENCY_KEYS:
-                del self._idempotency[next(iter(self._idempotency))]
+            self._store(key, fingerprint, response, record.request_id, state.now)
         if fault is not None and fault.mode == "timeout_after_apply":
             response.drop_after = fault.hang_seconds
         return response
+
+    def _store(
+        self, key: str, fingerprint: str, response: _Response, request_id: str, now: int
+    ) -> None:
+        """Keep a response under its idempotency key for replays (24 h of fake time)."""
+        headers = {k: v for k, v in response.headers.items() if k == "Stripe-Should-Retry"}
+        self._idempotency[key] = _Stored(
+            fingerprint, response.status, response.body, request_id, now, headers
+        )
+        while len(self._idempotency) > _MAX_IDEMPOTENCY_KEYS:
+            del self._idempotency[next(iter(self._idempotency))]
 
     @staticmethod
     def _route(method: str, path: str) -> tuple[_Route | None, str]:

@@ -32,6 +32,11 @@ __all__ = ["DEFAULT_NOW", "FakeStripeState", "merge_metadata", "only"]
 Json = dict[str, Any]
 
 DEFAULT_NOW = 1_793_491_200  # 2026-11-01T00:00:00Z
+# The account's default API version, older than the SDK's: events for an endpoint created
+# without `api_version` are rendered in it ("Events sent to this endpoint will be generated with
+# this Stripe Version instead of your account's default Stripe Version": the SDK's
+# WebhookEndpointCreateParams.api_version).
+ACCOUNT_DEFAULT_API_VERSION = "2025-03-31.basil"
 
 
 def only(params: Json, allowed: set[str], prefix: str = "") -> None:
@@ -86,6 +91,8 @@ class FakeStripeState(Renderer):
             self.invoices: dict[str, Invoice] = {}
             self.schedules: dict[str, Schedule] = {}
             self.events: list[Event] = []
+            self.webhook_endpoints: dict[str, Json] = {}
+            self.account_api_version = ACCOUNT_DEFAULT_API_VERSION
             self.update_counts: Counter[str] = Counter()
             self.request_context: tuple[str | None, str | None] = (None, None)
             self.request_haystacks: list[str] = []
@@ -97,7 +104,7 @@ class FakeStripeState(Renderer):
 
     _STORES = (
         "customers", "products", "prices", "subscriptions", "invoices", "schedules",
-        "update_counts", "_invoice_seq",
+        "webhook_endpoints", "update_counts", "_invoice_seq",
     )  # fmt: skip
 
     def snapshot(self) -> tuple[dict[str, Any], int]:
@@ -253,6 +260,43 @@ class FakeStripeState(Renderer):
         rendered = self.render_customer(customer)
         self.emit("customer.created", rendered)
         return rendered
+
+    # ------------------------------------------------------------------ webhook endpoints
+
+    def create_webhook_endpoint(self, p: Json) -> Json:
+        """docs.stripe.com/api/webhook_endpoints/create: `api_version` fixes the version events
+        are rendered in ("You can't change this value after you create the endpoint"); the
+        `secret` is "Only returned at creation"."""
+        only(p, {"url", "enabled_events", "api_version", "description", "metadata"})
+        endpoint_id = self.ids.new("we")
+        endpoint = {
+            "id": endpoint_id,
+            "object": "webhook_endpoint",
+            "api_version": p.get("api_version"),
+            "application": None,
+            "created": self.now,
+            "description": p.get("description") or None,
+            "enabled_events": list(p["enabled_events"]),
+            "livemode": False,
+            "metadata": merge_metadata({}, p.get("metadata", {})),
+            "secret": None,
+            "status": "enabled",
+            "url": p["url"],
+        }
+        self.webhook_endpoints[endpoint_id] = endpoint
+        return {**endpoint, "secret": "whsec_" + self.ids.new("sec").split("_", 1)[1]}
+
+    def list_webhook_endpoints(self, p: Json) -> Json:
+        only(p, {"limit", "starting_after", "ending_before"})
+        objects = [dict(endpoint) for endpoint in self.webhook_endpoints.values()]
+        return self.list_response(objects, "/v1/webhook_endpoints", p)
+
+    def endpoint_api_version(self, url: str) -> str | None:
+        """The version events for the endpoint at `url` are rendered in; None if there is none."""
+        for endpoint in self.webhook_endpoints.values():
+            if endpoint["url"] == url:
+                return endpoint["api_version"] or self.account_api_version
+        return None
 
     def update_customer(self, object_id: str, p: Json) -> Json:
         customer = self.customer(object_id)

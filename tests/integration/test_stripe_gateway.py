@@ -300,12 +300,17 @@ def test_stripe_down_is_billing_unavailable(
     account = linked(world, GROWTH_7)
     world.advance(days=1)
     local = quote(world, account, GROWTH_7.with_changes(seats=8))
-    world.fake.fail_next("subscriptions.update", "5xx_before_apply", times=3)
+    world.fake.fail_next("subscriptions.update", "5xx_before_apply", times=2)
     with pytest.raises(BillingUnavailable) as down:
         gateway.apply(account, local, KEY)
     assert down.value.status == 503 and down.value.retry_after_s > 0
     assert world.fake.update_count(account.subscription_id or "") == 0
-    assert len(world.fake.requests_for("subscriptions.update")) == 3  # the SDK retried twice
+    # Stripe saved the first 500 under KEY: after checking that nothing landed, one more try
+    # under a key of its own, which failed too.
+    calls = world.fake.requests_for("subscriptions.update")
+    assert [call.status for call in calls] == [500, 500]
+    assert calls[0].idempotency_key == KEY
+    assert calls[1].idempotency_key.startswith(f"{KEY}:after-")
 
 
 def test_prices_are_resolved_once(world: StripeWorld, gateway: StripeBillingGateway) -> None:

@@ -50,8 +50,11 @@ async def raw_body(request: Request) -> bytes:
     summary="Receive a Stripe event",
     description="Stripe calls this with events, signed with the endpoint's secret "
     "(`Stripe-Signature`). A missing, bad or stale (over 5 minutes) signature is 400 and nothing "
-    "is stored. A verified event is stored once in the inbox (a replay of a handled event is "
-    "answered `duplicate` and does nothing) and processed inline, in the same transaction: "
+    "is stored; so is an event rendered in another Stripe API version than Upshift reads (400 "
+    "`unexpected_api_version`: create the endpoint with `upshift stripe webhook-endpoint "
+    "create`, which pins the version). A verified event is stored once in the inbox (a replay "
+    "of a handled event is answered `duplicate` and does nothing) and processed inline, in the "
+    "same transaction: "
     "subscription and invoice events re-fetch the subscription from Stripe and bring the "
     "account's plan, status and period to it, writing a ledger movement with source `webhook` "
     "when MRR moved. When processing fails the event stays stored with its error and the answer "
