@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from service.adapters.catalog_loader import load_catalog
 from service.adapters.ledger_tables import LedgerEntryRow
-from service.adapters.stripe_api import StripeBilling, StripeCatalogStore
+from service.adapters.stripe_api import StripeBilling
+from service.adapters.stripe_setup import StripeCatalogStore
 from service.api.app import create_app
 from service.domain.accounts import Plan, plan_lines
 from service.domain.catalog import Catalog, Interval

@@ -10,7 +10,9 @@ from service.services.webhooks import Outcome
 class WebhookReceiptOut(BaseModel):
     status: Outcome = Field(
         description="processed: the account was compared with Stripe and updated if it differed; "
-        "ignored: not an event Upshift syncs, or no account is billed by it; duplicate: handled "
+        "ignored: not an event Upshift syncs, no account is billed by it, or its subscription "
+        "has a price the catalog does not sell (the account is left as it is; see `detail`); "
+        "duplicate: handled "
         "before, nothing done; pending_retry: stored, processing failed and is retried by "
         "`upshift webhooks process` or Stripe's redelivery"
     )

@@ -27,7 +27,8 @@ def create(url: str) -> None:
     UPSHIFT_STRIPE_WEBHOOK_SECRET. An endpoint already at URL is left as it is."""
     from service.adapters.stripe_api import StripeNotConfigured, stripe_client
     from service.domain.errors import DomainError
-    from service.services.webhooks import SYNCED_EVENTS, EndpointExists, ensure_webhook_endpoint
+    from service.services.stripe_sync import EndpointExists, ensure_webhook_endpoint
+    from service.services.webhooks import SYNCED_EVENTS
 
     try:
         created = ensure_webhook_endpoint(stripe_client(Settings()), url, sorted(SYNCED_EVENTS))

@@ -23,7 +23,8 @@ def sync_stripe(apply_changes: bool, catalog_path: Path | None) -> None:
     """Bring Stripe (UPSHIFT_STRIPE_SECRET_KEY) to the catalog: one product per tier and add-on,
     one price per lookup key. Prints the plan; changes nothing without --apply."""
     from service.adapters.catalog_loader import load_catalog
-    from service.adapters.stripe_api import StripeCatalogStore, StripeNotConfigured, stripe_client
+    from service.adapters.stripe_api import StripeNotConfigured, stripe_client
+    from service.adapters.stripe_setup import StripeCatalogStore
     from service.domain.catalog import CatalogError
     from service.domain.errors import DomainError
     from service.services.stripe_sync import sync_stripe as run_sync

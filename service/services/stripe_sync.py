@@ -1,18 +1,26 @@
-"""Bring Stripe's products and prices to the catalog: a pure plan of changes, then its apply."""
+"""Setting Stripe up for Upshift: its products and prices brought to the catalog (a pure plan of
+changes, then its apply), and its webhook endpoint in Upshift's API version."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from service.adapters.stripe_api import (
-    LOOKUP_KEY_METADATA,
+from service.adapters.stripe_api import LOOKUP_KEY_METADATA, STRIPE_API_VERSION
+from service.adapters.stripe_setup import (
     StripeCatalogStore,
     StripePrice,
     StripeProduct,
+    create_webhook_endpoint,
+    webhook_endpoints,
 )
 from service.domain.catalog import Catalog
+from service.domain.errors import Conflict
 from service.domain.money import Money
+
+if TYPE_CHECKING:
+    import stripe
 
 KIND_METADATA = "upshift_kind"
 KEY_METADATA = "upshift_key"
@@ -285,3 +293,66 @@ def sync_stripe(store: StripeCatalogStore, catalog: Catalog, *, apply: bool) -> 
     if apply and not plan.empty:
         apply_sync(store, plan)
     return plan
+
+
+# --- the webhook endpoint ------------------------------------------------------------------
+
+
+class EndpointExists(Conflict):
+    """An endpoint is already at the URL; `fits`: it sends what Upshift reads, as it reads it."""
+
+    code = "webhook_endpoint_exists"
+
+    def __init__(self, detail: str, *, fits: bool) -> None:
+        super().__init__(detail)
+        self.fits = fits
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedEndpoint:
+    id: str
+    url: str
+    api_version: str
+    events: tuple[str, ...]
+    secret: str
+
+
+def ensure_webhook_endpoint(
+    client: stripe.StripeClient, url: str, events: Sequence[str]
+) -> CreatedEndpoint:
+    """Create Stripe's webhook endpoint at `url` for `events`, pinned to Upshift's API version.
+
+    An endpoint already at `url` is never changed (its signing secret cannot be read back, and
+    its events may be someone else's): EndpointExists says whether it fits and what to do.
+    """
+    for endpoint in webhook_endpoints(client):
+        if endpoint.get("url") != url:
+            continue
+        version = endpoint.get("api_version")
+        missing = sorted(set(events) - set(endpoint.get("enabled_events") or ()))
+        if "*" in (endpoint.get("enabled_events") or ()):
+            missing = []
+        if version == STRIPE_API_VERSION and not missing:
+            raise EndpointExists(
+                f"{endpoint['id']} at {url} already sends the events Upshift handles in API "
+                f"version {version}; nothing to do (its signing secret is in the Dashboard)",
+                fits=True,
+            )
+        problems = []
+        if version != STRIPE_API_VERSION:
+            problems.append(f"renders events in API version {version or 'the account default'}")
+        if missing:
+            problems.append(f"does not send {', '.join(missing)}")
+        raise EndpointExists(
+            f"{endpoint['id']} at {url} {' and '.join(problems)}, not what Upshift reads "
+            f"({STRIPE_API_VERSION}); delete it in the Dashboard, then run this again",
+            fits=False,
+        )
+    created = create_webhook_endpoint(client, url, list(events))
+    return CreatedEndpoint(
+        id=created["id"],
+        url=created["url"],
+        api_version=created.get("api_version") or STRIPE_API_VERSION,
+        events=tuple(created.get("enabled_events") or events),
+        secret=created.get("secret") or "",
+    )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,26 +19,20 @@ from service.adapters.orm import AccountRow
 from service.adapters.repositories import AccountRepository
 from service.adapters.stripe_api import (
     ACCOUNT_METADATA,
-    STRIPE_API_VERSION,
     InvalidWebhook,
     RemoteSubscription,
     StripeBilling,
-    create_webhook_endpoint,
     utc,
-    webhook_endpoints,
 )
 from service.adapters.webhook_inbox import WebhookInbox, account_by_subscription
 from service.domain.accounts import AccountStatus, Plan
 from service.domain.catalog import Catalog
-from service.domain.errors import Conflict, DomainError
+from service.domain.errors import DomainError
 from service.domain.ledger import PlanSnapshot, Source
 from service.domain.periods import Period
 from service.ports import Clock
 from service.services.account_state import account_mrr, mark_changed, plan_of, plan_snapshot
 from service.services.ledger import ledger_balances, record_movement
-
-if TYPE_CHECKING:
-    import stripe
 
 log = logging.getLogger("upshift.webhooks")
 
@@ -53,7 +47,16 @@ SUBSCRIPTION_EVENTS = frozenset(
     }
 )
 INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
-SYNCED_EVENTS = SUBSCRIPTION_EVENTS | INVOICE_EVENTS
+# A schedule that ends without applying its next phase (released or canceled in the Dashboard or
+# the Customer Portal, or aborted) takes the end-of-term change Upshift scheduled with it.
+SCHEDULE_END_EVENTS = frozenset(
+    {
+        "subscription_schedule.released",
+        "subscription_schedule.canceled",
+        "subscription_schedule.aborted",
+    }
+)
+SYNCED_EVENTS = SUBSCRIPTION_EVENTS | INVOICE_EVENTS | SCHEDULE_END_EVENTS
 
 # Stripe's subscription statuses in the account's words; the others (incomplete, paused) are
 # not a billing state Upshift models, so an account is left as it is until they resolve.
@@ -206,23 +209,48 @@ def _handle(
     # Re-fetched rather than read from the event, so the order events arrive in does not matter.
     remote = billing.subscription(subscription_id)
     invoice_id = obj.get("id") if row.type in INVOICE_EVENTS else None
-    changed = sync_account(
-        session,
-        catalog,
-        account,
-        remote,
-        idempotency_key=f"webhook:{SOURCE}:{row.external_id}",
-        happened_at=utc(int(event.get("created") or 0)),
-        now=now,
-        invoice_id=invoice_id,
-    )
+    try:
+        changed = sync_account(
+            session,
+            catalog,
+            account,
+            remote,
+            idempotency_key=f"webhook:{SOURCE}:{row.external_id}",
+            happened_at=utc(int(event.get("created") or 0)),
+            now=now,
+            invoice_id=invoice_id,
+        )
+    except UnmappableSubscription as exc:
+        # A switch in the Customer Portal or the Dashboard to a price the catalog does not sell:
+        # no retry can map it, so the event must not wait in the inbox forever. The account is
+        # left as it is until the catalog (sync-stripe) or the subscription changes again.
+        log.error("account %s left as it is: %s", account.id, exc)
+        detail = f"{exc}; the account is left as it is"
+        return Receipt(Outcome.ignored, row.external_id, row.type, account.id, detail)
     detail = "account updated" if changed else "account already matches Stripe"
+    if row.type in SCHEDULE_END_EVENTS and _drop_scheduled(session, account, obj["id"]):
+        detail += "; the change scheduled with it is canceled"
     return Receipt(Outcome.processed, row.external_id, row.type, account.id, detail)
+
+
+def _drop_scheduled(session: Session, account: AccountRow, schedule_id: object) -> bool:
+    """Cancel the account's changes still waiting on a schedule that ended without them."""
+    repository = ScheduledChangeRepository(session)
+    waiting = [c for c in repository.pending(account.id) if c.external_id == schedule_id]
+    for change in waiting:
+        change.status = "canceled"
+    if waiting:
+        session.flush()
+        mark_changed(session, account.id)
+    return bool(waiting)
 
 
 def _subscription_id(event_type: str, obj: Mapping[str, Any]) -> str | None:
     if event_type in SUBSCRIPTION_EVENTS:
         value = obj.get("id")
+    elif event_type in SCHEDULE_END_EVENTS:
+        # A released schedule no longer names its subscription, but keeps it here.
+        value = obj.get("subscription") or obj.get("released_subscription")
     else:
         parent = obj.get("parent") or {}
         value = (parent.get("subscription_details") or {}).get("subscription")
@@ -367,67 +395,4 @@ def _record(
         catalog_version=catalog.version,
         stripe_invoice_id=invoice_id,
         stripe_subscription_id=account.billing_subscription_id,
-    )
-
-
-# --- the webhook endpoint ------------------------------------------------------------------
-
-
-class EndpointExists(Conflict):
-    """An endpoint is already at the URL; `fits`: it sends what Upshift reads, as it reads it."""
-
-    code = "webhook_endpoint_exists"
-
-    def __init__(self, detail: str, *, fits: bool) -> None:
-        super().__init__(detail)
-        self.fits = fits
-
-
-@dataclass(frozen=True, slots=True)
-class CreatedEndpoint:
-    id: str
-    url: str
-    api_version: str
-    events: tuple[str, ...]
-    secret: str
-
-
-def ensure_webhook_endpoint(
-    client: stripe.StripeClient, url: str, events: Sequence[str]
-) -> CreatedEndpoint:
-    """Create Stripe's webhook endpoint at `url` for `events`, pinned to Upshift's API version.
-
-    An endpoint already at `url` is never changed (its signing secret cannot be read back, and
-    its events may be someone else's): EndpointExists says whether it fits and what to do.
-    """
-    for endpoint in webhook_endpoints(client):
-        if endpoint.get("url") != url:
-            continue
-        version = endpoint.get("api_version")
-        missing = sorted(set(events) - set(endpoint.get("enabled_events") or ()))
-        if "*" in (endpoint.get("enabled_events") or ()):
-            missing = []
-        if version == STRIPE_API_VERSION and not missing:
-            raise EndpointExists(
-                f"{endpoint['id']} at {url} already sends the events Upshift handles in API "
-                f"version {version}; nothing to do (its signing secret is in the Dashboard)",
-                fits=True,
-            )
-        problems = []
-        if version != STRIPE_API_VERSION:
-            problems.append(f"renders events in API version {version or 'the account default'}")
-        if missing:
-            problems.append(f"does not send {', '.join(missing)}")
-        raise EndpointExists(
-            f"{endpoint['id']} at {url} {' and '.join(problems)}, not what Upshift reads "
-            f"({STRIPE_API_VERSION}); delete it in the Dashboard, then run this again",
-            fits=False,
-        )
-    created = create_webhook_endpoint(client, url, list(events))
-    return CreatedEndpoint(
-        id=created["id"],
-        url=created["url"],
-        api_version=created.get("api_version") or STRIPE_API_VERSION,
-        events=tuple(created.get("enabled_events") or events),
-        secret=created.get("secret") or "",
     )

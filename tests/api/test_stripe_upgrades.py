@@ -14,9 +14,10 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from service.adapters.billing_tables import ScheduledChangeRow
+from service.adapters.billing_tables import ScheduledChangeRow, WebhookEventRow
 from service.adapters.catalog_loader import load_catalog
-from service.adapters.stripe_api import STRIPE_API_VERSION, StripeCatalogStore, StripeNotConfigured
+from service.adapters.stripe_api import STRIPE_API_VERSION, StripeNotConfigured
+from service.adapters.stripe_setup import StripeCatalogStore
 from service.api.app import create_app
 from service.domain.accounts import Plan
 from service.domain.catalog import Interval
@@ -326,3 +327,79 @@ def test_offers_show_while_stripe_is_down_and_confirm_answers_503_with_retry_aft
     assert len(ledger_rows(db, "acme")) == 1  # nothing booked
     metrics = stripe_http.get("/metrics").text
     assert 'upshift_problems_total{code="billing_unavailable"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("ended_by", ["release", "cancel"])
+def test_a_scheduled_downgrade_ended_in_stripe_is_no_longer_pending(
+    stripe_http: TestClient,
+    admin_headers: dict[str, str],
+    acme: dict,
+    world: StripeWorld,
+    db: Engine,
+    ended_by: str,
+) -> None:
+    """The customer takes the downgrade back in the Customer Portal (the schedule is released)
+    or support cancels the schedule (which cancels the subscription too: Stripe's
+    subscription_schedules/cancel). Either way the change Upshift scheduled must not stay
+    pending forever."""
+    scheduled = upgrade(stripe_http, admin_headers, {"target": {"tier": "starter", "seats": 5}})
+    assert scheduled.json()["status"] == "scheduled", scheduled.text
+    sub_id = acme["billing_subscription_id"]
+    schedule_id = world.subscription(sub_id).schedule
+    schedules = world.sdk.v1.subscription_schedules
+    if ended_by == "release":
+        schedules.release(schedule_id)
+    else:
+        schedules.cancel(schedule_id)
+    world.deliver(stripe_http)
+    with Session(db) as session:
+        assert session.scalars(select(ScheduledChangeRow.status)).one() == "canceled"
+    account = stripe_http.get("/v1/accounts/acme", headers=admin_headers).json()
+    if ended_by == "release":
+        # The period ends on the plan the customer kept; nothing moves.
+        world.advance(days=15)
+        world.deliver(stripe_http)
+        account = stripe_http.get("/v1/accounts/acme", headers=admin_headers).json()
+        assert (account["tier"], account["seats"], account["status"]) == ("growth", 7, "active")
+        assert [row.kind for row in ledger_rows(db, "acme")] == ["new"]
+    else:
+        assert account["status"] == "canceled"
+        assert [row.kind for row in ledger_rows(db, "acme")] == ["new", "churn"]
+    books(stripe_http, admin_headers, db, world, acme)
+
+
+def test_a_switch_to_a_price_the_catalog_does_not_sell_does_not_jam_the_inbox(
+    stripe_http: TestClient,
+    admin_headers: dict[str, str],
+    acme: dict,
+    world: StripeWorld,
+    db: Engine,
+) -> None:
+    """Done in the Dashboard: the subscription moves to a custom price. No retry can map it, so
+    the event is handled (ignored, with the reason) rather than retried for three days."""
+    sub_id = acme["billing_subscription_id"]
+    product = world.sdk.v1.products.create(params={"name": "Custom deal"})
+    custom = world.sdk.v1.prices.create(
+        params={
+            "product": product.id,
+            "unit_amount": 50_000,
+            "currency": "usd",
+            "recurring": {"interval": "month"},
+        }
+    )
+    items = world.subscription(sub_id)["items"].data
+    world.sdk.v1.subscriptions.update(
+        sub_id,
+        params={
+            "items": [{"id": item.id, "deleted": True} for item in items]
+            + [{"price": custom.id, "quantity": 1}],
+            "proration_behavior": "none",
+        },
+    )
+    answers = world.deliver(stripe_http)  # each answered 200, none left for a retry
+    assert any("catalog" in (a.get("detail") or "") for a in answers), answers
+    with Session(db) as session:
+        events = session.scalars(select(WebhookEventRow)).all()
+        assert all(event.handled_at is not None for event in events)
+    account = stripe_http.get("/v1/accounts/acme", headers=admin_headers).json()
+    assert (account["tier"], account["seats"]) == ("growth", 7)  # left as it was

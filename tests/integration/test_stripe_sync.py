@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from service.adapters.catalog_loader import load_catalog
-from service.adapters.stripe_api import StripeCatalogStore
+from service.adapters.stripe_setup import StripeCatalogStore
 from service.cli import main
 from service.services.stripe_sync import desired_catalog, plan_sync
 from tests.conftest import CATALOG_PATH
