@@ -16,6 +16,11 @@ class AccountStatus(StrEnum):
     trialing = "trialing"
     past_due = "past_due"
     canceled = "canceled"
+    # Stripe's: a trial ended without a payment method (trial_settings pause), or a new
+    # subscription whose first payment has not gone through. Neither pays, so neither has MRR
+    # nor gets offers until it becomes active.
+    paused = "paused"
+    incomplete = "incomplete"
 
 
 @dataclass(frozen=True, slots=True)

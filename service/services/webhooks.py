@@ -44,6 +44,8 @@ SUBSCRIPTION_EVENTS = frozenset(
         "customer.subscription.deleted",
         "customer.subscription.pending_update_applied",
         "customer.subscription.pending_update_expired",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
     }
 )
 INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
@@ -58,8 +60,8 @@ SCHEDULE_END_EVENTS = frozenset(
 )
 SYNCED_EVENTS = SUBSCRIPTION_EVENTS | INVOICE_EVENTS | SCHEDULE_END_EVENTS
 
-# Stripe's subscription statuses in the account's words; the others (incomplete, paused) are
-# not a billing state Upshift models, so an account is left as it is until they resolve.
+# Stripe's subscription statuses in the account's words
+# (docs.stripe.com/billing/subscriptions/overview#subscription-statuses).
 STATUS_OF: Mapping[str, AccountStatus] = {
     "active": AccountStatus.active,
     "trialing": AccountStatus.trialing,
@@ -67,6 +69,8 @@ STATUS_OF: Mapping[str, AccountStatus] = {
     "unpaid": AccountStatus.past_due,
     "canceled": AccountStatus.canceled,
     "incomplete_expired": AccountStatus.canceled,
+    "incomplete": AccountStatus.incomplete,
+    "paused": AccountStatus.paused,
 }
 
 

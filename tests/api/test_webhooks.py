@@ -394,3 +394,82 @@ def test_no_input_without_stripes_signature_gets_past_400(
     assert response.status_code == 400, response.text
     assert response.json()["code"] in {"invalid_signature", "invalid_event"}
     assert stored_events(db) == []
+
+
+def test_an_incomplete_subscription_is_linked_without_mrr_until_its_first_payment(
+    stripe_http: TestClient, admin_headers: dict[str, str], world: StripeWorld, db: Engine
+) -> None:
+    """Stripe's `incomplete`: created, but the first payment failed (or needs the customer).
+    The account follows it (no MRR, no offers) and books `new` when the invoice is paid."""
+    stripe_http.put(
+        "/v1/accounts/beta",
+        json={"tier": "starter", "seats": 3, "status": "canceled"},
+        headers=admin_headers,
+    )
+    world.fake.fail_next("*", "card_declined")
+    sub = world.subscribe("beta", GROWTH_7, metadata={"upshift_account_id": "beta"})
+    assert sub.status == "incomplete"
+    world.deliver(stripe_http)
+    state = stripe_http.get("/v1/accounts/beta", headers=admin_headers).json()
+    assert (state["status"], state["tier"], state["mrr"]["amount_minor"]) == (
+        "incomplete",
+        "growth",
+        0,
+    )
+    assert ledger_rows(db, "beta") == []
+    offers = stripe_http.get("/v1/accounts/beta/upgrade-offers", headers=admin_headers)
+    assert offers.status_code == 200 and offers.json()["offers"] == []
+
+    world.sdk.v1.invoices.pay(world.subscription(sub.id).latest_invoice)
+    world.deliver(stripe_http)
+    state = stripe_http.get("/v1/accounts/beta", headers=admin_headers).json()
+    assert state["status"] == "active"
+    assert [(e.kind, e.source) for e in ledger_rows(db, "beta")] == [("new", "webhook")]
+    assert_books_balance(stripe_http, admin_headers, db, world, "beta", sub.id)
+
+
+def test_a_paused_subscription_pays_nothing_and_gets_no_offers(
+    stripe_http: TestClient,
+    stripe_app: Any,
+    admin_headers: dict[str, str],
+    acme: dict,
+    world: StripeWorld,
+    db: Engine,
+) -> None:
+    """Stripe pauses a subscription whose trial ends without a payment method
+    (trial_settings.end_behavior.missing_payment_method = pause). The double does not model
+    trials, so the subscription as Stripe would return it is handed to the sync directly."""
+    from dataclasses import replace
+
+    from service.adapters.orm import AccountRow
+    from service.services.webhooks import sync_account
+
+    billing = stripe_app.state.stripe
+    remote = billing.subscription(acme["billing_subscription_id"])
+    factory = make_session_factory(db)
+    for status, key in (("paused", "paused"), ("active", "resumed")):
+        with factory() as session, session.begin():
+            row = session.get(AccountRow, "acme")
+            assert row is not None
+            sync_account(
+                session,
+                stripe_app.state.catalog,
+                row,
+                replace(remote, status=status),
+                idempotency_key=f"test:{key}",
+                happened_at=world.clock.now(),
+                now=world.clock.now(),
+            )
+        state = account(stripe_http, admin_headers)
+        assert state["status"] == status
+        assert (state["mrr"]["amount_minor"] == 0) is (status == "paused")
+        quote = stripe_http.post(
+            "/v1/accounts/acme/quotes", json={"target": {"seats": 9}}, headers=admin_headers
+        )
+        if status == "paused":  # nothing to sell to a paused subscription, so no offers either
+            assert_problem(quote, 409, "account_not_billable")
+            offers = stripe_http.get("/v1/accounts/acme/upgrade-offers", headers=admin_headers)
+            assert offers.status_code == 200 and offers.json()["offers"] == []
+        else:
+            assert quote.status_code == 200, quote.text
+    assert [row.kind for row in ledger_rows(db, "acme")] == ["new", "churn", "reactivation"]
