@@ -595,10 +595,11 @@ def test_decline_with_pending_if_incomplete_keeps_items_and_sets_pending_update(
     assert fake_stripe.update_count(sub.id) == 0
     assert fake_stripe.events_of_type("invoice.payment_failed")
 
-    # metadata is not a pending-update parameter
+    # description is not a pending-update parameter (docs.stripe.com/billing/subscriptions/
+    # pending-updates-reference; metadata is, since 2026-05-27.dahlia: test_stripe_shapes)
     with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.subscriptions.update(
-            sub.id, params={"payment_behavior": "pending_if_incomplete", "metadata": {"a": "b"}}
+            sub.id, params={"payment_behavior": "pending_if_incomplete", "description": "x"}
         )
 
     paid = stripe_client.v1.invoices.pay(invoice.id)

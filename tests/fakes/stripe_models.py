@@ -233,6 +233,7 @@ class PendingUpdate:
     period: tuple[int, int, int, int] | None  # (anchor, k, start, end) when the interval changes
     interval: tuple[str, int]
     swept_pending: list[Line]  # earlier pending invoice items pulled into the invoice
+    metadata: dict[str, str] | None = None  # merged into the subscription's when applied
 
 
 @dataclass

@@ -192,7 +192,7 @@ class Renderer:
                 "discount": None,
                 "discounts": None,
                 "expires_at": pu.expires_at,
-                "metadata": None,
+                "metadata": dict(pu.metadata) if pu.metadata is not None else None,
                 "subscription_items": [
                     self.render_item(s, it) for it in pu.items if it.id in pu.changed_items
                 ],
@@ -207,6 +207,9 @@ class Renderer:
             "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
             "billing_cycle_anchor": s.anchor,
             "billing_cycle_anchor_config": None,
+            # Required by the SDK's Subscription ("Billing schedules for this subscription");
+            # the fake never makes one, so it is always empty.
+            "billing_schedules": [],
             "billing_mode": dict(_FLEXIBLE),
             "billing_thresholds": None,
             "cancel_at": s.period_end if s.cancel_at_period_end else None,

@@ -44,9 +44,13 @@ __all__ = ["PENDING_UPDATE_TTL", "Plan", "SubscriptionOps"]
 Json = dict[str, Any]
 PENDING_UPDATE_TTL = 23 * 3600
 _ITEM_KEYS = {"id", "price", "quantity", "deleted", "metadata"}
+# docs.stripe.com/billing/subscriptions/pending-updates-reference, plus `metadata` since
+# 2026-05-27.dahlia ("stored in pending_update.metadata and applied to the subscription when the
+# pending update is resolved", merged: docs.stripe.com/changelog/dahlia/2026-05-27/
+# pending-subscription-update-metadata); the SDK's pinned version is later than that.
 _PENDING_ALLOWED = {
     "expand", "payment_behavior", "proration_behavior", "proration_date", "billing_cycle_anchor",
-    "items", "trial_end", "trial_from_plan", "add_invoice_items",
+    "items", "trial_end", "trial_from_plan", "add_invoice_items", "metadata",
 }  # fmt: skip
 
 
@@ -252,6 +256,8 @@ class SubscriptionOps(InvoiceOps):
             pu = sub.pending_update
             if pu is not None and pu.invoice == inv.id:
                 self._apply_plan(sub, pu.items, pu.period)
+                if pu.metadata is not None:
+                    sub.metadata = merge_metadata(sub.metadata, pu.metadata)
                 sub.pending_update = None
                 after = self.s.render_subscription(sub)
                 self.s.emit(
@@ -451,6 +457,10 @@ class SubscriptionOps(InvoiceOps):
         pending = False
         if plan is not None:
             pending = self._execute(sub, plan, behavior, payment_behavior, self._haystacks(sub.id))
+        if pending and "metadata" in p:
+            assert sub.pending_update is not None
+            merge_metadata({}, p["metadata"])  # validated now, applied (merged) on payment
+            sub.pending_update.metadata = dict(p["metadata"] or {})
         if not pending:
             if "metadata" in p:
                 sub.metadata = merge_metadata(sub.metadata, p["metadata"])
