@@ -134,6 +134,11 @@ class StripeBillingGateway:
                 {"price": self.prices.price_id(line.lookup_key), "quantity": line.quantity}
                 for line in plan_lines(self.catalog, quote.target)
             ]
+            # Stripe replaces the phases whole: whatever the current phase carries (a coupon,
+            # tax settings, metadata, set in the Dashboard or copied from the subscription)
+            # is sent again, or it is gone. The next phase keeps them too: a downgrade changes
+            # the plan, not the customer's discount or tax treatment.
+            kept = _kept_phase_settings(current)
             schedules.update(
                 raw["id"],
                 params={
@@ -142,10 +147,8 @@ class StripeBillingGateway:
                         {
                             "start_date": current["start_date"],
                             "end_date": current["end_date"],
-                            "items": [
-                                {"price": item["price"], "quantity": item.get("quantity", 1)}
-                                for item in current["items"]
-                            ],
+                            "items": [_phase_item(item) for item in current["items"]],
+                            **kept,
                         },
                         {
                             "items": target,
@@ -153,6 +156,7 @@ class StripeBillingGateway:
                                 "interval": quote.target.interval.value,
                                 "interval_count": 1,
                             },
+                            **kept,
                         },
                     ],
                 },
@@ -388,3 +392,44 @@ class StripeBillingGateway:
                 )
             billed.append(line)
         return tuple(billed)
+
+
+def _id(value: Any) -> str | None:
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def _phase_item(item: Json) -> Json:
+    """A schedule phase's item as the update's parameter: its price, quantity and metadata."""
+    param: Json = {"price": _id(item["price"]), "quantity": item.get("quantity", 1)}
+    if item.get("metadata"):
+        param["metadata"] = dict(item["metadata"])
+    return param
+
+
+def _kept_phase_settings(phase: Json) -> Json:
+    """The settings of a schedule phase that a rewrite of the phases must send again."""
+    kept: Json = {}
+    if phase.get("metadata"):
+        kept["metadata"] = dict(phase["metadata"])
+    discounts = [
+        {
+            key: _id(discount[key])
+            for key in ("coupon", "discount", "promotion_code")
+            if discount.get(key)
+        }
+        for discount in phase.get("discounts") or []
+    ]
+    if discounts:
+        kept["discounts"] = discounts
+    tax_rates = [_id(rate) for rate in phase.get("default_tax_rates") or []]
+    if tax_rates:
+        kept["default_tax_rates"] = tax_rates
+    automatic_tax = phase.get("automatic_tax")
+    if automatic_tax:
+        kept["automatic_tax"] = {"enabled": bool(automatic_tax.get("enabled"))}
+        if automatic_tax.get("liability"):
+            liability = automatic_tax["liability"]
+            kept["automatic_tax"]["liability"] = {
+                key: _id(value) for key, value in liability.items() if value
+            }
+    return kept

@@ -403,3 +403,47 @@ def test_a_switch_to_a_price_the_catalog_does_not_sell_does_not_jam_the_inbox(
         assert all(event.handled_at is not None for event in events)
     account = stripe_http.get("/v1/accounts/acme", headers=admin_headers).json()
     assert (account["tier"], account["seats"]) == ("growth", 7)  # left as it was
+
+
+def test_scheduling_a_downgrade_keeps_the_phases_coupon_tax_and_metadata(
+    stripe_http: TestClient,
+    admin_headers: dict[str, str],
+    acme: dict,
+    world: StripeWorld,
+) -> None:
+    """Support gave the customer a coupon and turned on Stripe Tax on the subscription's
+    schedule (Dashboard). Stripe replaces phases whole on an update, so the downgrade Upshift
+    schedules must send them again, for this phase and the next."""
+    sub_id = acme["billing_subscription_id"]
+    schedules = world.sdk.v1.subscription_schedules
+    schedule = schedules.create(params={"from_subscription": sub_id})
+    phase = schedule.phases[0]
+    schedules.update(
+        schedule.id,
+        params={
+            "phases": [
+                {
+                    "start_date": phase.start_date,
+                    "end_date": phase.end_date,
+                    "items": [
+                        {"price": item.price, "quantity": item.quantity} for item in phase["items"]
+                    ],
+                    "discounts": [{"coupon": "loyal-20"}],
+                    "automatic_tax": {"enabled": True},
+                    "metadata": {"deal": "renewal-2026"},
+                }
+            ]
+        },
+    )
+    scheduled = upgrade(stripe_http, admin_headers, {"target": {"tier": "starter", "seats": 5}})
+    assert scheduled.json()["status"] == "scheduled", scheduled.text
+    phases = schedules.retrieve(schedule.id).phases
+    assert len(phases) == 2
+    for kept in phases:
+        assert [d.coupon for d in kept.discounts] == ["loyal-20"]
+        assert kept.automatic_tax.enabled is True
+        assert kept.metadata.to_dict() == {"deal": "renewal-2026"}
+    assert {item.price for item in phases[1]["items"]} == {
+        world.price_id("relay_starter_base_month"),
+        world.price_id("relay_starter_seat_month"),
+    }

@@ -438,7 +438,13 @@ class Renderer:
             {
                 "add_invoice_items": [],
                 "application_fee_percent": None,
-                "automatic_tax": None,
+                "automatic_tax": None
+                if ph.automatic_tax is None
+                else {
+                    "disabled_reason": None,
+                    "enabled": bool(ph.automatic_tax.get("enabled")),
+                    "liability": ph.automatic_tax.get("liability"),
+                },
                 "billing_cycle_anchor": None,
                 "billing_thresholds": None,
                 "collection_method": None,
@@ -446,7 +452,14 @@ class Renderer:
                 "default_payment_method": None,
                 "default_tax_rates": [],
                 "description": None,
-                "discounts": [],
+                "discounts": [
+                    {
+                        "coupon": d.get("coupon"),
+                        "discount": d.get("discount"),
+                        "promotion_code": d.get("promotion_code"),
+                    }
+                    for d in ph.discounts
+                ],
                 "end_date": ph.end_date,
                 "invoice_settings": None,
                 "items": [

@@ -116,7 +116,16 @@ class BillingEngine(SubscriptionOps):
             pre = f"phases[{i}]"
             only(
                 ph,
-                {"items", "start_date", "end_date", "duration", "proration_behavior", "metadata"},
+                {
+                    "items",
+                    "start_date",
+                    "end_date",
+                    "duration",
+                    "proration_behavior",
+                    "metadata",
+                    "discounts",
+                    "automatic_tax",
+                },
                 pre,
             )
             start = ph.get("start_date", current.start_date if i == 0 else out[-1].end_date)
@@ -190,6 +199,8 @@ class BillingEngine(SubscriptionOps):
                     currency=prices[0].currency,
                     proration_behavior=ph.get("proration_behavior", "create_prorations"),
                     metadata=merge_metadata({}, ph.get("metadata", {})),
+                    discounts=[dict(d) for d in ph.get("discounts") or []],
+                    automatic_tax=dict(ph["automatic_tax"]) if "automatic_tax" in ph else None,
                 )
             )
         return out
