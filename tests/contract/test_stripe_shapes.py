@@ -155,6 +155,23 @@ def _life_of_a_subscription(fake: FakeStripe) -> list[Json]:
         }
     )
     schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    schedule = client.v1.subscription_schedules.update(
+        schedule.id,
+        params={
+            "phases": [
+                {
+                    "start_date": phase.start_date,
+                    "end_date": phase.end_date,
+                    "items": [{"price": i.price, "quantity": i.quantity} for i in phase["items"]],
+                    "discounts": [{"coupon": "shape-10"}],
+                    "automatic_tax": {"enabled": True},
+                    "metadata": {"deal": "shape"},
+                },
+                {"items": [{"price": base.id, "quantity": 1}]},
+            ]
+        },
+    )
     endpoint = client.v1.webhook_endpoints.create(
         params={"url": "https://shape.example.com/hook", "enabled_events": ["*"]}
     )
