@@ -124,12 +124,31 @@ def stripe_errors(action: str) -> Iterator[None]:
         log.error("Stripe rejected our credentials while trying to %s: %s", action, exc)
         raise BillingUnavailable(f"billing is misconfigured; could not {action}") from exc
     except stripe.RateLimitError as exc:
-        raise BillingUnavailable(f"Stripe is rate limiting; could not {action}") from exc
+        # "Too many requests hit the API too quickly. We recommend an exponential backoff of
+        # your requests" (docs.stripe.com/error-codes#rate-limit). Not retried here, where a
+        # row lock may be held: the caller is told to come back, after Stripe's Retry-After
+        # when it sends one. Logged and counted (upshift_problems{code="stripe_rate_limited"}).
+        log.warning("Stripe rate limited us while trying to %s", action)
+        raise BillingUnavailable(
+            f"Stripe is rate limiting; could not {action}",
+            retry_after_s=_retry_after(exc),
+            code="stripe_rate_limited",
+        ) from exc
     except stripe.StripeError as exc:
         # APIConnectionError (after the SDK's retries) and 5xx APIError: the outcome is unknown
         # or nothing happened; a retry with the same idempotency key is safe either way.
         log.warning("Stripe unavailable while trying to %s: %r", action, exc)
         raise BillingUnavailable(f"Stripe could not be reached to {action}; retry later") from exc
+
+
+def _retry_after(exc: stripe.StripeError, default: int = 5) -> int:
+    """Seconds to wait before trying again: the answer's Retry-After when it has a sane one."""
+    value = (exc.headers or {}).get("Retry-After") if exc.headers is not None else None
+    try:
+        seconds = int(str(value))
+    except (TypeError, ValueError):
+        return default
+    return min(max(seconds, 1), 300)
 
 
 # --- the catalog's prices, as Stripe knows them --------------------------------------------

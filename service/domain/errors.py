@@ -47,6 +47,6 @@ class BillingUnavailable(DomainError):
     title = "Billing provider unavailable"
     status = 503
 
-    def __init__(self, detail: str, *, retry_after_s: int = 5) -> None:
-        super().__init__(detail)
+    def __init__(self, detail: str, *, retry_after_s: int = 5, code: str | None = None) -> None:
+        super().__init__(detail, code=code)
         self.retry_after_s = retry_after_s

@@ -338,7 +338,9 @@ class Fault:
 class Faults:
     """Armed faults, consumed by the first matching request (or payment attempt)."""
 
-    REQUEST_MODES = frozenset({"timeout_after_apply", "5xx_before_apply", "503_before_apply"})
+    REQUEST_MODES = frozenset(
+        {"timeout_after_apply", "5xx_before_apply", "503_before_apply", "429_rate_limited"}
+    )
     PAYMENT_MODES = frozenset({"card_declined"})
 
     def __init__(self) -> None:

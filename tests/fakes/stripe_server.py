@@ -48,7 +48,8 @@ an object id, ``"renewal"``, or ``"*"``)
     ``5xx_before_apply``: 500 ``api_error`` without applying anything, saved under
     the idempotency key with ``Stripe-Should-Retry: false`` (the SDK does not retry
     it, and a retry with the same key gets it again); ``503_before_apply``: 503
-    ``api_error``, nothing applied or saved (the SDK retries it).
+    ``api_error``, nothing applied or saved (the SDK retries it); ``429_rate_limited``:
+    429 ``rate_limit``, nothing applied or saved (the SDK does not retry it).
     ``card_declined``: the next matching *payment attempt* fails.  Error body
     (HTTP 402)::
 
@@ -691,6 +692,20 @@ class FakeStripe:
         fault = state.faults.take(Faults.REQUEST_MODES, haystacks)
         if fault is not None:
             record.fault = fault.mode
+        if fault is not None and fault.mode == "429_rate_limited":
+            # "Too many requests hit the API too quickly. We recommend an exponential backoff
+            # of your requests" (docs.stripe.com/error-codes#rate-limit). The rate limiter runs
+            # before the idempotency layer (docs.stripe.com/error-low-level): nothing is saved.
+            return _error(
+                429,
+                {
+                    "type": "invalid_request_error",
+                    "code": "rate_limit",
+                    "message": "Too many requests hit the API too quickly. We recommend an "
+                    "exponential backoff of your requests.",
+                    "doc_url": "https://stripe.com/docs/error-codes/rate-limit",
+                },
+            )
         if fault is not None and fault.mode == "503_before_apply":
             # Refused in front of the API, before any endpoint ran: nothing is saved under the
             # key (as for a 429, which "runs before the API's idempotency layer":

@@ -134,6 +134,31 @@ def test_a_5xx_before_applying_is_503_and_changes_nothing(
     assert len(expansions(db)) == 1
 
 
+def test_a_rate_limited_change_is_a_counted_503_and_the_retry_goes_through(
+    stripe_http: TestClient,
+    admin_headers: dict[str, str],
+    acme: dict,
+    world: StripeWorld,
+    db: Engine,
+) -> None:
+    """A 429 is never swallowed: the customer is told to come back (503 + Retry-After, its own
+    code), /metrics counts it, nothing changed; Stripe saved nothing under the key, so the
+    retry under the same Idempotency-Key is simply sent again."""
+    sub_id = acme["billing_subscription_id"]
+    world.fake.fail_next("subscriptions.update", "429_rate_limited")
+    limited = upgrade(stripe_http, admin_headers, {"target": {"seats": 9}})
+    assert_problem(limited, 503, "stripe_rate_limited")
+    assert limited.headers["Retry-After"] == "5"
+    assert world.fake.update_count(sub_id) == 0 and expansions(db) == []
+    metrics = stripe_http.get("/metrics").text
+    assert 'upshift_problems_total{code="stripe_rate_limited"} 1.0' in metrics
+    assert [call.status for call in world.fake.requests_for("subscriptions.update")] == [429]
+
+    assert upgrade(stripe_http, admin_headers, {"target": {"seats": 9}}).status_code == 200
+    assert world.fake.update_count(sub_id) == 1
+    assert len(expansions(db)) == 1
+
+
 def test_a_declined_card_is_402_and_changes_nothing(
     stripe_http: TestClient,
     admin_headers: dict[str, str],
@@ -182,3 +207,17 @@ def test_fifty_concurrent_posts_of_one_offer_change_stripe_once(
     assert world.fake.update_count(acme["billing_subscription_id"]) == 1
     assert len(world.fake.requests_for("subscriptions.update")) == 1
     assert len(expansions(db)) == 1
+
+
+def test_stripes_retry_after_is_followed_within_bounds() -> None:
+    import stripe
+
+    from service.adapters.stripe_api import _retry_after
+
+    def limited(headers: dict[str, str] | None) -> stripe.RateLimitError:
+        return stripe.RateLimitError("slow down", headers=headers)
+
+    assert _retry_after(limited({"Retry-After": "12"})) == 12
+    assert _retry_after(limited({"Retry-After": "3600"})) == 300  # never sends a client away long
+    assert _retry_after(limited({"Retry-After": "soon"})) == 5
+    assert _retry_after(limited(None)) == 5
