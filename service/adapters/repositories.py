@@ -47,9 +47,13 @@ class RenewedAccount:
 
 class AccountRepository(BulkSqlRepository):
     def get(self, account_id: str, *, for_update: bool = False) -> AccountRow | None:
+        """The account; `for_update` locks its row until the transaction ends and reads it
+        again once locked: a copy the session read before may predate a writer it waited for
+        (populate_existing refreshes it), and deciding on that copy would, say, renew a
+        period twice."""
         statement = select(AccountRow).where(AccountRow.id == account_id)
         if for_update:
-            statement = statement.with_for_update()
+            statement = statement.with_for_update().execution_options(populate_existing=True)
         return self.session.scalars(statement).one_or_none()
 
     def add(self, row: AccountRow) -> None:

@@ -21,12 +21,14 @@ from service.adapters.billing_tables import (
 from service.adapters.db import make_session_factory
 from service.adapters.ledger_tables import LedgerEntryRow
 from service.adapters.orm import AccountRow
+from service.adapters.repositories import AccountRepository
 from service.services.account_state import account_mrr
 from service.services.billing import local_gateways
 from service.services.ledger_entries import verify_ledger
 from service.services.renewals import renew_accounts, renew_due_accounts, renew_if_due
 from tests.api.test_upgrades import ACME, upgrade
 from tests.fakes.clock import FakeClock
+from tests.ledger_fixtures import skip_unless_postgres
 
 BOUNDARY_DAYS = 30  # ACME's first period ends 30 days after the test clock's start
 # Each history twice: once per prefix. (PUT body, upgrade asked at mid-period or None)
@@ -225,3 +227,32 @@ def test_an_account_whose_renewal_fails_is_left_alone_while_its_batch_renews(
             select(InvoiceRow.account_id).where(InvoiceRow.billing_reason == "subscription_cycle")
         ).all()
     assert sorted(cycle) == [f"ok-{i}" for i in range(6)]
+
+
+def test_a_request_that_waited_for_the_lock_does_not_renew_again(
+    client: TestClient, admin_headers: dict[str, str], clock: FakeClock, db: Engine
+) -> None:
+    """A request reads the account (due), then waits for its row lock while the worker renews
+    it. Once it has the lock it must see the renewed row, not the copy it read before, or it
+    would invoice the period a second time. (PostgreSQL: SQLite runs one writer at a time, so
+    the worker cannot renew while a request's transaction is open.)"""
+    skip_unless_postgres(db)
+    assert client.put("/v1/accounts/acme", json=ACME, headers=admin_headers).is_success
+    now = clock.advance(days=BOUNDARY_DAYS + 1)
+    state = client.app.state  # type: ignore[attr-defined]
+    factory = make_session_factory(db)
+    gateways = local_gateways(set())
+    with factory() as request:
+        request.begin()
+        stale = request.get(AccountRow, "acme")  # read before the worker's round
+        assert stale is not None and stale.current_period_end <= now
+        assert renew_due_accounts(factory, state.catalog, gateways, now).renewals == 1
+        fresh = AccountRepository(request).get("acme", for_update=True)
+        assert fresh is stale and fresh.current_period_end > now
+        assert renew_accounts(request, state.catalog, [fresh], now, gateways(request)) == 0
+        request.commit()
+    with Session(db) as session:
+        cycles = session.scalars(
+            select(InvoiceRow).where(InvoiceRow.billing_reason == "subscription_cycle")
+        ).all()
+    assert len(cycles) == 1
