@@ -20,13 +20,16 @@ class WebhookInbox:
         statement = select(WebhookEventRow).where(
             WebhookEventRow.source == source, WebhookEventRow.external_id == external_id
         )
-        if for_update:
-            statement = statement.with_for_update()
+        if for_update:  # read again once locked (see AccountRepository.get)
+            statement = statement.with_for_update().execution_options(populate_existing=True)
         return self.session.scalars(statement).one_or_none()
 
     def lock(self, event_row_id: int) -> WebhookEventRow | None:
         return self.session.scalars(
-            select(WebhookEventRow).where(WebhookEventRow.id == event_row_id).with_for_update()
+            select(WebhookEventRow)
+            .where(WebhookEventRow.id == event_row_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         ).one_or_none()
 
     def add(self, row: WebhookEventRow) -> bool:
@@ -62,4 +65,5 @@ def account_by_subscription(session: Session, subscription_id: str) -> AccountRo
         .order_by(AccountRow.id)
         .limit(1)
         .with_for_update()
+        .execution_options(populate_existing=True)
     ).one_or_none()
