@@ -13,6 +13,7 @@ import importlib
 import typing
 from typing import Any
 
+import pytest
 import stripe
 from stripe._list_object import ListObject
 from stripe._object_classes import OBJECT_CLASSES
@@ -257,3 +258,56 @@ def test_a_pending_update_keeps_its_metadata_until_it_is_paid(fake_stripe: FakeS
     assert applied.pending_update is None
     assert applied.metadata.to_dict() == {"a": "1", "b": "2"}
     assert applied["items"].data[0].quantity == 3
+
+
+def test_a_payment_waiting_for_authentication_has_the_sdks_shape(fake_stripe: FakeStripe) -> None:
+    """The objects of a change whose payment needs the customer's 3-D Secure step: the open
+    invoice with its payments and PaymentIntent expanded (`requires_action`), and the same
+    after the customer completed it (`succeeded`, invoice paid)."""
+    client = fake_stripe.client()
+    customer = client.v1.customers.create(params={"email": "sca@example.com"})
+    product = client.v1.products.create(params={"name": "Seats"})
+    price = client.v1.prices.create(
+        params={
+            "product": product.id,
+            "unit_amount": 1_000,
+            "currency": "eur",
+            "recurring": {"interval": "month"},
+        }
+    )
+    sub = client.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": price.id}]}
+    )
+    fake_stripe.require_authentication(customer.id)
+    fake_stripe.advance(10 * 86_400)
+    expand = ["latest_invoice.payments.data.payment.payment_intent"]
+    waiting = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": sub["items"].data[0].id, "quantity": 3}],
+            "proration_behavior": "always_invoice",
+            "payment_behavior": "pending_if_incomplete",
+            "expand": expand,
+        },
+    )
+    invoice = waiting.latest_invoice
+    intent = invoice.payments.data[0].payment.payment_intent
+    assert (invoice.status, intent.status, intent.next_action.type) == (
+        "open",
+        "requires_action",
+        "use_stripe_sdk",
+    )
+    assert waiting.pending_update is not None and invoice.hosted_invoice_url
+    with pytest.raises(stripe.CardError, match="requires additional user action"):
+        client.v1.invoices.pay(invoice.id)  # off session: the customer must act
+    fake_stripe.complete_authentication(invoice.id)
+    paid = client.v1.invoices.retrieve(
+        invoice.id, params={"expand": ["payments.data.payment.payment_intent"]}
+    )
+    assert paid.payments.data[0].payment.payment_intent.status == "succeeded"
+    events = client.v1.events.list(params={"type": "invoice.payment_action_required"}).data
+    assert len(events) == 2  # the change's attempt and the off-session one, each waiting
+    problems: list[str] = []
+    for raw in (waiting.to_dict(), paid.to_dict(), events[0].to_dict()):
+        check(raw, _class_of(raw["object"]), raw["object"], problems)
+    assert not problems, "\n".join(sorted(set(problems)))

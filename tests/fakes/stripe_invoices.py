@@ -16,6 +16,7 @@ from tests.fakes.stripe_models import (
     Faults,
     Invoice,
     Line,
+    PaymentIntent,
     Price,
     StripeError,
     Subscription,
@@ -149,13 +150,18 @@ class InvoiceOps:
         )
 
     def _outcome(self, inv: Invoice, payment_behavior: str, haystacks: list[str]) -> str:
-        """``paid`` | ``declined`` | ``not_attempted`` -- consumes a ``card_declined`` fault."""
+        """``paid`` | ``declined`` | ``requires_action`` | ``not_attempted`` -- consumes a
+        ``card_declined`` fault. A customer whose card requires authentication on every
+        transaction (FakeStripe.require_authentication) gets ``requires_action``: the payment
+        waits for the customer's 3-D Secure step."""
         if inv.amount_due <= 0:
             return "paid"
         if payment_behavior == "default_incomplete":
             return "not_attempted"
         if self.s.faults.take(Faults.PAYMENT_MODES, haystacks) is not None:
             return "declined"
+        if self.s.customers[inv.customer].requires_authentication:
+            return "requires_action"
         return "paid"
 
     def _commit_invoice(self, inv: Invoice, outcome: str) -> None:
@@ -165,6 +171,20 @@ class InvoiceOps:
         self.s.emit("invoice.created", self.s.render_invoice(inv))
         inv.status, inv.number, inv.finalized_at = "open", self.s.next_invoice_number(), self.s.now
         customer.balance = inv.ending_balance if inv.ending_balance is not None else 0
+        if inv.amount_due > 0:
+            # "the PaymentIntent that Stripe creates during invoice finalization" (the SDK's
+            # Invoice.confirmation_secret docstring).
+            pi_id = self.s.ids.new("pi")
+            self.s.payment_intents[pi_id] = PaymentIntent(
+                id=pi_id,
+                created=self.s.now,
+                amount=inv.amount_due,
+                currency=inv.currency,
+                customer=inv.customer,
+                invoice=inv.id,
+                client_secret=f"{pi_id}_secret_{self.s.ids.new('cs')[3:]}",
+            )
+            inv.payment_intent = pi_id
         self.s.emit("invoice.finalized", self.s.render_invoice(inv))
         if outcome == "not_attempted":
             return
@@ -173,11 +193,37 @@ class InvoiceOps:
         if outcome == "paid":
             self._mark_paid(inv)
         else:
-            self.s.emit("invoice.payment_failed", self.s.render_invoice(inv))
+            self._payment_not_made(inv, outcome)
+
+    def _payment_not_made(self, inv: Invoice, outcome: str) -> None:
+        """A payment attempt that did not pay ``inv``: declined, or waiting for the customer's
+        authentication. "invoice.payment_action_required will be generated when the next action
+        is needed, such as when 3D Secure is required, and the hosted_invoice_url returned in
+        that event contains a button for the customer to complete the payment"
+        (support.stripe.com/questions/completing-a-next-action-for-paymentintents-created-with-
+        one-off-invoices)."""
+        pi = self.s.payment_intents.get(inv.payment_intent or "")
+        if outcome == "requires_action":
+            if pi is not None:
+                pi.status, pi.last_payment_error = "requires_action", None
+            self.s.emit("invoice.payment_action_required", self.s.render_invoice(inv))
+            return
+        if pi is not None:
+            pi.status = "requires_payment_method"
+            pi.last_payment_error = {
+                "code": "card_declined",
+                "decline_code": "generic_decline",
+                "message": "Your card was declined.",
+                "type": "card_error",
+            }
+        self.s.emit("invoice.payment_failed", self.s.render_invoice(inv))
 
     def _mark_paid(self, inv: Invoice) -> None:
         before = self.s.render_invoice(inv)
         inv.status, inv.amount_paid, inv.paid_at = "paid", inv.amount_due, self.s.now
+        pi = self.s.payment_intents.get(inv.payment_intent or "")
+        if pi is not None:
+            pi.status, pi.last_payment_error = "succeeded", None
         after = self.s.render_invoice(inv)
         self.s.emit("invoice.paid", after, self.s.diff(before, after))
         if inv.amount_due > 0:
@@ -189,6 +235,9 @@ class InvoiceOps:
             customer.balance -= inv.ending_balance - inv.starting_balance
         before = self.s.render_invoice(inv)
         inv.status, inv.voided_at = "void", self.s.now
+        pi = self.s.payment_intents.get(inv.payment_intent or "")
+        if pi is not None and pi.status != "succeeded":
+            pi.status, pi.canceled_at = "canceled", self.s.now
         after = self.s.render_invoice(inv)
         self.s.emit("invoice.voided", after, self.s.diff(before, after))
 

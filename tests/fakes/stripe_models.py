@@ -96,6 +96,24 @@ class StripeError(Exception):
             keep_state,
         )
 
+    @classmethod
+    def requires_action(cls, keep_state: bool = False) -> StripeError:
+        """A payment that needs the customer's authentication, asked for where no pending state
+        can hold it (``error_if_incomplete``, ``invoices.pay``): the error code
+        ``invoice_payment_intent_requires_action`` of docs.stripe.com/error-codes."""
+        return cls(
+            402,
+            {
+                "type": "card_error",
+                "code": "invoice_payment_intent_requires_action",
+                "message": "This payment requires additional user action before it can be "
+                "completed successfully.",
+                "doc_url": "https://stripe.com/docs/error-codes/"
+                "invoice-payment-intent-requires-action",
+            },
+            keep_state,
+        )
+
 
 class IdGenerator:
     """Deterministic Stripe-looking ids (``sub_1Fk...``); restarts on :meth:`reset`."""
@@ -128,6 +146,11 @@ class Customer:
     metadata: dict[str, str] = field(default_factory=dict)
     balance: int = 0
     default_payment_method: str | None = None
+    # Pays with a card that "requires authentication on all transactions, regardless of how the
+    # card is set up" (Stripe's test card 4000 0027 6000 3184, docs.stripe.com/testing#regulatory-
+    # cards): every payment attempt needs the customer's 3-D Secure step (FakeStripe.
+    # require_authentication).
+    requires_authentication: bool = False
 
 
 @dataclass
@@ -203,6 +226,7 @@ class Invoice:
     proration_date: int | None = None
     subscription_metadata: dict[str, str] | None = None
     preview: bool = False
+    payment_intent: str | None = None  # made when a finalized invoice has an amount due
 
     @property
     def total(self) -> int:
@@ -377,3 +401,25 @@ class Faults:
                         self._faults.remove(fault)
                     return fault
         return None
+
+
+@dataclass
+class PaymentIntent:
+    """The PaymentIntent "that Stripe creates during invoice finalization" (the SDK's
+    Invoice.confirmation_secret docstring), one per invoice with an amount due.
+
+    status: ``requires_payment_method`` (not attempted yet, or declined: ``last_payment_error``),
+    ``requires_action`` (the customer must authenticate: 3-D Secure), ``succeeded`` or
+    ``canceled`` (its invoice voided); docs.stripe.com/payments/paymentintents/lifecycle.
+    """
+
+    id: str
+    created: int
+    amount: int
+    currency: str
+    customer: str
+    invoice: str
+    client_secret: str
+    status: str = "requires_payment_method"
+    last_payment_error: dict[str, str] | None = None
+    canceled_at: int | None = None

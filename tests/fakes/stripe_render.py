@@ -16,6 +16,7 @@ from tests.fakes.stripe_models import (
     Customer,
     Invoice,
     Line,
+    PaymentIntent,
     Price,
     Product,
     Schedule,
@@ -54,6 +55,8 @@ class Renderer:
     subscriptions: dict[str, Subscription]
     invoices: dict[str, Invoice]
     schedules: dict[str, Schedule]
+    payment_intents: dict[str, PaymentIntent]
+    hosted_base: str
 
     def render_customer(self, c: Customer) -> Json:
         return {
@@ -383,7 +386,10 @@ class Renderer:
             "ending_balance": inv.ending_balance,
             "footer": None,
             "from_invoice": None,
-            "hosted_invoice_url": None,
+            # "The URL for the hosted invoice page, which allows customers to view and pay an
+            # invoice. If the invoice has not been finalized yet, this will be null" (the SDK's
+            # Invoice docstring). The double serves the page itself (FakeStripe: /hosted/...).
+            "hosted_invoice_url": self.hosted_invoice_url(inv) if inv.finalized_at else None,
             "invoice_pdf": None,
             "issuer": {"type": "self"},
             "last_finalization_error": None,
@@ -522,8 +528,99 @@ class Renderer:
             "test_clock": None,
         }
 
+    def hosted_invoice_url(self, inv: Invoice) -> str:
+        return f"{self.hosted_base}/hosted/invoices/{inv.id}"
+
+    def render_payment_intent(self, pi: PaymentIntent) -> Json:
+        """A PaymentIntent in the SDK's shape (stripe/_payment_intent.py); ``next_action`` is
+        ``use_stripe_sdk`` while the customer must authenticate (3-D Secure), as for a card
+        payment confirmed on session (docs.stripe.com/payments/3d-secure/authentication-flow)."""
+        received = pi.amount if pi.status == "succeeded" else 0
+        return {
+            "id": pi.id,
+            "object": "payment_intent",
+            "amount": pi.amount,
+            "amount_capturable": 0,
+            "amount_received": received,
+            "application": None,
+            "application_fee_amount": None,
+            "automatic_payment_methods": None,
+            "canceled_at": pi.canceled_at,
+            "cancellation_reason": "void_invoice" if pi.status == "canceled" else None,
+            "capture_method": "automatic",
+            "client_secret": pi.client_secret,
+            "confirmation_method": "automatic",
+            "created": pi.created,
+            "currency": pi.currency,
+            "customer": pi.customer,
+            "description": f"Payment for Invoice {pi.invoice}",
+            "last_payment_error": dict(pi.last_payment_error) if pi.last_payment_error else None,
+            "latest_charge": None,
+            "livemode": False,
+            "metadata": {},
+            "next_action": {"type": "use_stripe_sdk", "use_stripe_sdk": {}}
+            if pi.status == "requires_action"
+            else None,
+            "on_behalf_of": None,
+            "payment_method": None,
+            "payment_method_types": ["card"],
+            "payment_record": None,
+            "processing": None,
+            "receipt_email": None,
+            "review": None,
+            "setup_future_usage": None,
+            "shipping": None,
+            "source": None,
+            "statement_descriptor": None,
+            "statement_descriptor_suffix": None,
+            "status": pi.status,
+            "transfer_data": None,
+            "transfer_group": None,
+        }
+
+    def render_invoice_payments(self, inv: Invoice) -> Json:
+        """``invoice.payments``, an includable list ("When retrieving an invoice, there is an
+        includable payments property containing the first handful of those items": the SDK's
+        InvoicePayment docstrings): the invoice's PaymentIntent, once it has one."""
+        data = []
+        pi = self.payment_intents.get(inv.payment_intent or "")
+        if pi is not None:
+            status = {"succeeded": "paid", "canceled": "canceled"}.get(pi.status, "open")
+            data.append(
+                {
+                    "id": "inpay_" + pi.id.removeprefix("pi_"),
+                    "object": "invoice_payment",
+                    "amount_paid": pi.amount if status == "paid" else None,
+                    "amount_requested": pi.amount,
+                    "created": pi.created,
+                    "currency": pi.currency,
+                    "invoice": inv.id,
+                    "is_default": True,
+                    "livemode": False,
+                    "payment": {
+                        "charge": None,
+                        "payment_intent": pi.id,
+                        "payment_record": None,
+                        "type": "payment_intent",
+                    },
+                    "status": status,
+                    "status_transitions": {
+                        "canceled_at": pi.canceled_at,
+                        "paid_at": inv.paid_at if status == "paid" else None,
+                    },
+                }
+            )
+        return {
+            "object": "list",
+            "data": data,
+            "has_more": False,
+            "url": f"/v1/invoice_payments?invoice={inv.id}",
+        }
+
     def render_id(self, object_id: str) -> Json | None:
         """Render any stored object by id (used for ``expand[]``)."""
+        if object_id in self.payment_intents:
+            return self.render_payment_intent(self.payment_intents[object_id])
         if object_id in self.customers:
             return self.render_customer(self.customers[object_id])
         if object_id in self.products:

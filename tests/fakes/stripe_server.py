@@ -84,6 +84,10 @@ Controller (:class:`FakeStripe`)
     ``api_version``, ``webhook_secret``, ``client(max_network_retries=0, **kw)``,
     ``reset(now=None)``, ``now``, ``advance(seconds)``, ``set_time(ts)``,
     ``fail_next(target, mode, times=1, hang_seconds=0.0)``, ``armed_faults``,
+    ``require_authentication(customer_id)`` (every payment of the customer needs its 3-D Secure
+    step: ``requires_action``, ``invoice.payment_action_required``),
+    ``complete_authentication(invoice_id, succeeded=True)`` (the step, as the hosted invoice
+    page at ``/hosted/invoices/{id}`` does it),
     ``pending_update_raises``, ``update_count(sub_id)``, ``applied_updates``,
     ``requests``/``requests_for(target)``, ``events``/``events_of_type(type)``,
     ``object(id)``, ``customer_balance(cus_id)``, ``signed_payload(event)``,
@@ -105,6 +109,7 @@ import contextlib
 import copy
 import hashlib
 import hmac
+import html
 import json
 import re
 import socket
@@ -136,6 +141,7 @@ _MAX_LOG = 10_000
 _MAX_HANG = 30.0
 _IDEMPOTENCY_TTL = 24 * 3600
 _MAX_IDEMPOTENCY_KEYS = 50_000
+_HOSTED_RE = re.compile(r"^/hosted/invoices/(?P<id>in_[A-Za-z0-9_]+)(?:/(?P<step>[a-z]+))?$")
 _KEY_RE = re.compile(r"^Bearer ((?:sk|rk)_test_[A-Za-z0-9_]{1,200})$")
 
 
@@ -268,6 +274,11 @@ def _json_bytes(obj: Json) -> bytes:
     return json.dumps(obj, indent=2, sort_keys=False).encode("utf-8")
 
 
+def _html(status: int, page: str, headers: dict[str, str] | None = None) -> _Response:
+    content = {"Content-Type": "text/html; charset=utf-8", **(headers or {})}
+    return _Response(status, page.encode("utf-8"), content)
+
+
 def _error(status: int, error: Json) -> _Response:
     return _Response(status, _json_bytes({"error": error}))
 
@@ -318,7 +329,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _send(self, response: _Response) -> None:
         self.send_response(response.status)
-        self.send_header("Content-Type", "application/json")
+        if "Content-Type" not in response.headers:
+            self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(response.body)))
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -365,6 +377,7 @@ class FakeStripe:
             name="fake-stripe",
         )  # fmt: skip
         self._thread.start()
+        self._state.hosted_base = self.base_url
         if self._max_lifetime is not None:
             self._watchdog = threading.Timer(self._max_lifetime, self.stop)
             self._watchdog.daemon = True
@@ -510,6 +523,19 @@ class FakeStripe:
         with self._state.lock:
             return self._state.customer(customer_id).balance
 
+    def require_authentication(self, customer_id: str, required: bool = True) -> None:
+        """The customer now pays with a card that "requires authentication on all
+        transactions" (Stripe's test card 4000 0027 6000 3184): every payment attempt waits for
+        the customer's 3-D Secure step (``invoice.payment_action_required``)."""
+        with self._state.lock:
+            self._state.customer(customer_id).requires_authentication = required
+
+    def complete_authentication(self, invoice_id: str, succeeded: bool = True) -> Json:
+        """The customer's 3-D Secure step for ``invoice_id``, as the hosted invoice page's
+        buttons do it."""
+        with self._state.lock:
+            return self._billing.complete_authentication(invoice_id, succeeded)
+
     # ------------------------------------------------------------------ webhooks
 
     def signed_payload(
@@ -588,6 +614,9 @@ class FakeStripe:
         split = urlsplit(raw_path)
         path = split.path
         state = self._state
+        hosted = _HOSTED_RE.match(path)
+        if hosted is not None:
+            return self._hosted_invoice_page(method, hosted["id"], hosted["step"])
         with state.lock:
             request_id = state.ids.new("req")
             base_headers = {"Request-Id": request_id, "Stripe-Version": self.api_version}
@@ -762,6 +791,44 @@ class FakeStripe:
         if fault is not None and fault.mode == "timeout_after_apply":
             response.drop_after = fault.hang_seconds
         return response
+
+    def _hosted_invoice_page(self, method: str, invoice_id: str, step: str | None) -> _Response:
+        """The hosted invoice page: "allows customers to view and pay an invoice" (the SDK's
+        Invoice.hosted_invoice_url docstring). An open invoice whose payment needs the
+        customer's authentication shows the two buttons of Stripe's test 3-D Secure page;
+        POST /hosted/invoices/{id}/complete or /fail presses one. No API key: it is the
+        customer's page."""
+        state = self._state
+        with state.lock:
+            if invoice_id not in state.invoices:
+                return _html(404, "<!doctype html><title>Not found</title><p>No such invoice.")
+            if method == "POST" and step in ("complete", "fail"):
+                try:
+                    self._billing.complete_authentication(invoice_id, step == "complete")
+                except StripeError as exc:
+                    message = str(exc.error.get("message", "refused"))
+                    return _html(409, f"<!doctype html><p>{html.escape(message)}")
+                return _html(303, "", {"Location": f"/hosted/invoices/{invoice_id}"})
+            if method != "GET" or step is not None:
+                return _html(405, "<!doctype html><p>Method not allowed.")
+            inv = state.invoices[invoice_id]
+            pi = state.payment_intents.get(inv.payment_intent or "")
+            waiting = inv.status == "open" and pi is not None and pi.status == "requires_action"
+            amount = f"{inv.amount_due / 100:.2f} {inv.currency.upper()}"
+            buttons = (
+                f'<form method="post" action="/hosted/invoices/{invoice_id}/complete">'
+                '<button type="submit">Complete authentication</button></form>'
+                f'<form method="post" action="/hosted/invoices/{invoice_id}/fail">'
+                '<button type="submit">Fail authentication</button></form>'
+                if waiting
+                else ""
+            )
+            page = (
+                f"<!doctype html><title>Invoice {html.escape(inv.number or inv.id)}</title>"
+                f"<h1>Invoice {html.escape(inv.number or inv.id)}</h1>"
+                f'<p>Amount due: {amount}</p><p id="status">Status: {inv.status}</p>{buttons}'
+            )
+            return _html(200, page)
 
     def _store(
         self, key: str, fingerprint: str, response: _Response, request_id: str, now: int

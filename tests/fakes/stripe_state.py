@@ -19,6 +19,7 @@ from tests.fakes.stripe_models import (
     Faults,
     IdGenerator,
     Invoice,
+    PaymentIntent,
     Price,
     Product,
     Schedule,
@@ -74,6 +75,7 @@ class FakeStripeState(Renderer):
 
     def __init__(self, api_version: str, now: int = DEFAULT_NOW) -> None:
         self.api_version = api_version
+        self.hosted_base = "http://127.0.0.1"  # the server's own address, once it listens
         self.lock = threading.RLock()
         self.ids = IdGenerator()
         self.faults = Faults()
@@ -89,6 +91,7 @@ class FakeStripeState(Renderer):
             self.prices: dict[str, Price] = {}
             self.subscriptions: dict[str, Subscription] = {}
             self.invoices: dict[str, Invoice] = {}
+            self.payment_intents: dict[str, PaymentIntent] = {}
             self.schedules: dict[str, Schedule] = {}
             self.events: list[Event] = []
             self.webhook_endpoints: dict[str, Json] = {}
@@ -104,7 +107,7 @@ class FakeStripeState(Renderer):
 
     _STORES = (
         "customers", "products", "prices", "subscriptions", "invoices", "schedules",
-        "webhook_endpoints", "update_counts", "_invoice_seq",
+        "webhook_endpoints", "update_counts", "_invoice_seq", "payment_intents",
     )  # fmt: skip
 
     def snapshot(self) -> tuple[dict[str, Any], int]:
@@ -200,6 +203,10 @@ class FakeStripeState(Renderer):
         if not isinstance(node, dict):
             raise StripeError.invalid(f"This property cannot be expanded ({full}).", "expand")
         head, rest = parts[0], parts[1:]
+        if node.get("object") == "invoice" and head == "payments" and head not in node:
+            # An includable property: rendered only when asked for (the SDK's InvoicePayment
+            # docstring: "By expanding the `payments` field on the Invoice resource").
+            node[head] = self.render_invoice_payments(self.invoice(node["id"]))
         if node.get("object") == "list" and head == "data":
             self._expand_path(node["data"], rest, full)
             return

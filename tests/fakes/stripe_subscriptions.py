@@ -29,7 +29,7 @@ from tests.fakes.stripe_billing import (
 )
 from tests.fakes.stripe_invoices import InvoiceOps
 from tests.fakes.stripe_models import (
-    Faults,
+    Invoice,
     Line,
     PendingUpdate,
     Price,
@@ -245,10 +245,32 @@ class SubscriptionOps(InvoiceOps):
             )
         if not p.get("paid_out_of_band"):
             haystacks = self._haystacks(inv.id, inv.subscription, inv.customer)
-            if self.s.faults.take(Faults.PAYMENT_MODES, haystacks) is not None:
+            outcome = self._outcome(inv, "allow_incomplete", haystacks)
+            if outcome != "paid":
                 inv.attempted, inv.attempt_count = True, inv.attempt_count + 1
-                self.s.emit("invoice.payment_failed", self.s.render_invoice(inv))
-                raise StripeError.card_declined(keep_state=True)
+                self._payment_not_made(inv, outcome)
+                _refuse_unpaid(outcome, keep_state=True)
+        self.settle_invoice(inv)
+        return self.s.render_invoice(inv)
+
+    def complete_authentication(self, invoice_id: str, succeeded: bool) -> Json:
+        """The customer's 3-D Secure step on the hosted invoice page: completed, the invoice is
+        paid (and a pending update it carries applied); failed, the payment stays unpaid and
+        the PaymentIntent asks for another payment method, as Stripe's test 3-D Secure page
+        does (docs.stripe.com/testing#regulatory-cards: "Complete" or "Fail" authentication)."""
+        inv = self.s.invoice(invoice_id)
+        pi = self.s.payment_intents.get(inv.payment_intent or "")
+        if inv.status != "open" or pi is None or pi.status != "requires_action":
+            raise StripeError.invalid("This invoice has no payment waiting for authentication.")
+        if not succeeded:
+            self._payment_not_made(inv, "declined")
+            return self.s.render_invoice(inv)
+        self.settle_invoice(inv)
+        return self.s.render_invoice(inv)
+
+    def settle_invoice(self, inv: Invoice) -> None:
+        """Mark ``inv`` paid; a pending update waiting on it is applied, a past-due or
+        incomplete subscription it renewed or started becomes active."""
         self._mark_paid(inv)
         sub = self.s.subscriptions.get(inv.subscription or "")
         if sub is not None:
@@ -270,7 +292,6 @@ class SubscriptionOps(InvoiceOps):
                 sub.status = "active"
                 after = self.s.render_subscription(sub)
                 self.s.emit("customer.subscription.updated", after, self.s.diff(before, after))
-        return self.s.render_invoice(inv)
 
     def create_subscription(self, p: Json) -> Json:
         only(
@@ -388,8 +409,8 @@ class SubscriptionOps(InvoiceOps):
             sub.items.append(item)
         inv = self._build_invoice(sub, lines, "subscription_create", (now, now))
         outcome = self._outcome(inv, payment_behavior, self._haystacks(customer.id))
-        if outcome == "declined" and payment_behavior == "error_if_incomplete":
-            raise StripeError.card_declined()
+        if payment_behavior == "error_if_incomplete":
+            _refuse_unpaid(outcome)
         sub.status = "active" if outcome == "paid" else "incomplete"
         sub.latest_invoice = inv.id
         self.s.subscriptions[sub.id] = sub
@@ -504,11 +525,15 @@ class SubscriptionOps(InvoiceOps):
             proration_date=plan.proration_date,
         )
         outcome = self._outcome(inv, payment_behavior, haystacks)
-        if outcome == "declined" and payment_behavior == "error_if_incomplete":
-            raise StripeError.card_declined()
+        if payment_behavior == "error_if_incomplete":
+            _refuse_unpaid(outcome)
         sub.pending_items = []
         sub.latest_invoice = inv.id
-        if outcome == "declined" and payment_behavior == "pending_if_incomplete":
+        # "There are two ways to handle payment failures. These are related to declines and
+        # customer authentication" (docs.stripe.com/billing/subscriptions/pending-updates-
+        # reference): either way the update waits as a pending update on the open invoice.
+        unpaid = outcome in ("declined", "requires_action")
+        if unpaid and payment_behavior == "pending_if_incomplete":
             sub.pending_update = PendingUpdate(
                 expires_at=min(self.s.now + PENDING_UPDATE_TTL, sub.period_end),
                 invoice=inv.id,
@@ -673,3 +698,11 @@ class SubscriptionOps(InvoiceOps):
         inv = self._build_invoice(ghost, lines, "upcoming", (now, now), True)
         inv.subscription = None
         return self.s.render_invoice(inv)
+
+
+def _refuse_unpaid(outcome: str, keep_state: bool = False) -> None:
+    """A payment that did not go through where nothing may wait for it: 402."""
+    if outcome == "declined":
+        raise StripeError.card_declined(keep_state=keep_state)
+    if outcome == "requires_action":
+        raise StripeError.requires_action(keep_state=keep_state)
