@@ -60,8 +60,28 @@ class Preview:
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentAction:
+    """A payment that waits for the customer (3-D Secure, strong customer authentication): the
+    change is applied by the provider once its invoice is paid, and is dropped at `expires_at`."""
+
+    invoice_id: str
+    hosted_url: str | None  # where the customer completes the payment
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentState:
+    """Where the provider stands on an account's subscription: its plan (None where it maps to
+    no catalog plan) and the invoice a pending change waits on (None: nothing pending)."""
+
+    plan: Plan | None
+    pending_invoice: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class AppliedChange:
-    """A change the provider has applied and charged."""
+    """A change the provider has applied and charged; or, with `action`, one it will apply once
+    the customer completes the payment (nothing is charged or changed until then)."""
 
     invoice_id: str | None
     amount_charged: Money
@@ -69,6 +89,7 @@ class AppliedChange:
     customer_id: str | None
     period: Period
     billed: tuple[BilledLine, ...]
+    action: PaymentAction | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +107,9 @@ class BillingGateway(Protocol):
     """
 
     name: str
+    # Whether the provider is reached over the network: its calls are then made outside any
+    # transaction, never while the account's row is locked (services/upgrades.py).
+    remote: bool
 
     def preview(self, account: BillingAccount, quote: Quote) -> Preview: ...
 
@@ -96,3 +120,7 @@ class BillingGateway(Protocol):
     def schedule(
         self, account: BillingAccount, quote: Quote, idempotency_key: str
     ) -> ScheduledChange: ...
+
+    def payment_state(self, account: BillingAccount) -> PaymentState:
+        """The provider's plan for the account and the invoice a pending change waits on."""
+        ...

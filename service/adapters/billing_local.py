@@ -9,12 +9,13 @@ from sqlalchemy.orm import Session
 
 from service.adapters.billing_repository import InvoiceDraft, InvoiceLineDraft, InvoiceRepository
 from service.adapters.orm import AccountRow
-from service.domain.accounts import PlanLine
+from service.domain.accounts import Plan, PlanLine
+from service.domain.catalog import Interval
 from service.domain.errors import PaymentDeclined
 from service.domain.money import Money
 from service.domain.periods import Period
 from service.domain.quotes import Quote
-from service.ports import AppliedChange, BillingAccount, Preview, ScheduledChange
+from service.ports import AppliedChange, BillingAccount, PaymentState, Preview, ScheduledChange
 
 _INVOICE_KEYS = {"subscription_cycle": "renewal"}
 
@@ -26,6 +27,7 @@ class LocalBillingGateway:
     """
 
     name = "local"
+    remote = False
 
     def __init__(self, session: Session, declining_accounts: frozenset[str] | set[str]) -> None:
         self.session = session
@@ -33,6 +35,12 @@ class LocalBillingGateway:
 
     def preview(self, account: BillingAccount, quote: Quote) -> Preview:
         return Preview(lines=quote.lines, amount_due=quote.amount_due)
+
+    def payment_state(self, account: BillingAccount) -> PaymentState:
+        """Local payments never wait for the customer: the account's own plan, nothing pending."""
+        row = self._account(account.account_id)
+        plan = Plan(row.tier, Interval(row.interval), row.seats, dict(row.addons or {}))
+        return PaymentState(plan=plan, pending_invoice=None)
 
     def apply(self, account: BillingAccount, quote: Quote, idempotency_key: str) -> AppliedChange:
         if account.account_id in self.declining_accounts and quote.amount_due.minor > 0:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, func, or_, select, text, update
+from sqlalchemy import Connection, Row, case, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from service.adapters.billing_tables import (
@@ -295,6 +295,52 @@ class UpgradeRepository:
     def add(self, row: UpgradeRow) -> None:
         self.session.add(row)
         self.session.flush()
+
+    def get(self, upgrade_id: str) -> UpgradeRow | None:
+        return self.session.get(UpgradeRow, upgrade_id)
+
+    def in_flight(self, account_id: str, now: datetime) -> UpgradeRow | None:
+        """The upgrade whose claim on the account is still leased, if any."""
+        rows = self.session.scalars(
+            select(UpgradeRow).where(
+                UpgradeRow.account_id == account_id, UpgradeRow.status == "in_flight"
+            )
+        )
+        for row in rows:
+            lease = datetime.fromisoformat(str((row.pending or {}).get("lease_until")))
+            if lease > now:
+                return row
+        return None
+
+    def claim(self, row: UpgradeRow) -> None:
+        """Claim the account for `row`'s upgrade; a claim of the same request whose lease ran
+        out is taken over."""
+        existing = self.get(row.id)
+        if existing is None:
+            self.add(row)
+            return
+        existing.status, existing.pending = row.status, row.pending
+        self.session.flush()
+
+    def release(self, upgrade_id: str) -> None:
+        """Drop the claim of an upgrade that failed before the provider changed anything: the
+        request may be sent again with its key, as if it had never come."""
+        self.session.execute(
+            delete(UpgradeRow).where(UpgradeRow.id == upgrade_id, UpgradeRow.status == "in_flight")
+        )
+
+    def awaiting_payment(self, account_id: str) -> list[UpgradeRow]:
+        """The account's upgrades whose payment waits for the customer, oldest first."""
+        return list(
+            self.session.scalars(
+                select(UpgradeRow)
+                .where(
+                    UpgradeRow.account_id == account_id,
+                    UpgradeRow.status == "requires_action",
+                )
+                .order_by(UpgradeRow.created_at, UpgradeRow.id)
+            )
+        )
 
 
 # A customer's credit balance moves on invoices only: a change whose total is negative grants

@@ -26,7 +26,14 @@ from service.domain.money import Money
 from service.domain.periods import Period
 from service.domain.proration import BilledLine, ProrationLine
 from service.domain.quotes import Quote
-from service.ports import AppliedChange, BillingAccount, Preview, ScheduledChange
+from service.ports import (
+    AppliedChange,
+    BillingAccount,
+    PaymentAction,
+    PaymentState,
+    Preview,
+    ScheduledChange,
+)
 
 Json = dict[str, Any]
 log = logging.getLogger("upshift.stripe")
@@ -46,6 +53,7 @@ class StripeBillingGateway:
     """The BillingGateway over Stripe; every change is priced and applied by Stripe itself."""
 
     name = "stripe"
+    remote = True
 
     def __init__(self, billing: StripeBilling) -> None:
         self.billing = billing
@@ -82,6 +90,11 @@ class StripeBillingGateway:
         raw = as_json(invoice)
         return Preview(self._lines(raw), self._money(raw["amount_due"]))
 
+    def payment_state(self, account: BillingAccount) -> PaymentState:
+        remote = self._subscription(account)
+        pending = remote.latest_invoice if remote.has_pending_update else None
+        return PaymentState(plan=remote.plan, pending_invoice=pending)
+
     def apply(self, account: BillingAccount, quote: Quote, idempotency_key: str) -> AppliedChange:
         remote = self._subscription(account)
         invoice = self._landed_invoice(remote, quote)
@@ -102,7 +115,9 @@ class StripeBillingGateway:
                     attempt = f"{idempotency_key}:after-{exc.request_id or uuid.uuid4().hex}"
                     with stripe_errors("apply the change"):
                         remote, invoice = self._update(remote, quote, attempt[:255])
-        self._release_schedule(remote, idempotency_key)
+        action = self._payment_action(remote, invoice)
+        if action is None:
+            self._release_schedule(remote, idempotency_key)
         charged = int(invoice["amount_paid"]) if invoice else 0
         return AppliedChange(
             invoice_id=invoice["id"] if invoice else None,
@@ -111,6 +126,7 @@ class StripeBillingGateway:
             customer_id=remote.customer_id,
             period=remote.period,
             billed=self._billed(quote, invoice),
+            action=action,
         )
 
     def schedule(
@@ -295,7 +311,10 @@ class StripeBillingGateway:
                     # A failed payment leaves the items as they are (Stripe keeps the change
                     # as a pending update until it expires or the invoice is paid).
                     "payment_behavior": "pending_if_incomplete",
-                    "expand": ["latest_invoice"],
+                    # The payment's PaymentIntent tells a decline (requires_payment_method)
+                    # from a payment waiting for the customer's authentication
+                    # (requires_action): docs.stripe.com/billing/subscriptions/pending-updates.
+                    "expand": ["latest_invoice.payments.data.payment.payment_intent"],
                 },
                 options={"idempotency_key": idempotency_key},
             )
@@ -308,16 +327,43 @@ class StripeBillingGateway:
         latest = raw.get("latest_invoice")
         raw["latest_invoice"] = latest["id"] if isinstance(latest, dict) else latest
         remote = self.billing.remote(raw)
-        if remote.has_pending_update:
+        invoice = latest if isinstance(latest, dict) else None
+        if remote.has_pending_update and not self._needs_authentication(invoice):
             raise PaymentDeclined(
                 "the payment for this change failed, so the subscription is unchanged; "
                 "update the payment method and try again with a new Idempotency-Key",
                 code="payment_failed",
             )
-        invoice = latest if isinstance(latest, dict) else None
         if invoice is not None and not self._is_change_invoice(invoice, quote):
             invoice = None  # nothing was prorated, so Stripe issued no invoice for it
         return remote, invoice
+
+    @staticmethod
+    def _needs_authentication(invoice: Json | None) -> bool:
+        """Whether the open invoice's payment waits for the customer's authentication (3-D
+        Secure): its PaymentIntent is `requires_action`, not declined."""
+        if invoice is None or invoice.get("status") != "open":
+            return False
+        for payment in (invoice.get("payments") or {}).get("data") or []:
+            intent = (payment.get("payment") or {}).get("payment_intent")
+            if isinstance(intent, dict) and intent.get("status") == "requires_action":
+                return True
+        return False
+
+    @staticmethod
+    def _payment_action(remote: RemoteSubscription, invoice: Json | None) -> PaymentAction | None:
+        """The customer's step still owed for a change Stripe keeps as a pending update: the
+        open invoice's hosted page, where the customer authenticates and pays ("the
+        hosted_invoice_url ... contains a button for the customer to complete the payment":
+        support.stripe.com/questions/completing-a-next-action-for-paymentintents-created-with-
+        one-off-invoices). Stripe applies the update once the invoice is paid."""
+        if not remote.has_pending_update or invoice is None:
+            return None
+        return PaymentAction(
+            invoice_id=str(invoice["id"]),
+            hosted_url=invoice.get("hosted_invoice_url"),
+            expires_at=remote.pending_update_expires_at,
+        )
 
     def _release_schedule(self, remote: RemoteSubscription, idempotency_key: str) -> None:
         """A change applied now supersedes a downgrade waiting for the period end."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.adapters.orm import Base
@@ -91,10 +91,14 @@ class UpgradeRow(Base):
     idempotency_key: Mapped[str] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
     offer_id: Mapped[str | None] = mapped_column(String(64))
+    # applied | scheduled | requires_action (the payment waits for the customer) | expired
     status: Mapped[str] = mapped_column(String(16))
     response_status: Mapped[int]
     response_body: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+    # While `requires_action`: the quoted change and the provider's pending invoice, to apply
+    # it (and write its one ledger entry) when the invoice is paid.
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     __table_args__ = (UniqueConstraint("account_id", "idempotency_key"),)
 

@@ -273,6 +273,7 @@ class RemoteSubscription:
     latest_invoice: str | None
     schedule: str | None
     has_pending_update: bool
+    pending_update_expires_at: datetime | None = None
 
 
 def plan_from_items(catalog: Catalog, items: tuple[RemoteItem, ...]) -> Plan | None:
@@ -337,6 +338,7 @@ class StripeBilling:
             latest_invoice=id_of(raw.get("latest_invoice")),
             schedule=id_of(raw.get("schedule")),
             has_pending_update=raw.get("pending_update") is not None,
+            pending_update_expires_at=_pending_expiry(raw.get("pending_update")),
         )
 
     def verify_event(self, payload: bytes, signature: str | None) -> Json:
@@ -374,3 +376,8 @@ class StripeBilling:
                 field="api_version",
             )
         return raw
+
+
+def _pending_expiry(pending: Any) -> datetime | None:
+    expires_at = pending.get("expires_at") if isinstance(pending, dict) else None
+    return utc(int(expires_at)) if expires_at else None

@@ -57,6 +57,16 @@ class WebhookInbox:
         )
 
 
+def account_version_by_subscription(session: Session, subscription_id: str) -> int | None:
+    """The version of the account billed by a subscription, read without a lock."""
+    return session.scalars(
+        select(AccountRow.version)
+        .where(AccountRow.billing_subscription_id == subscription_id)
+        .order_by(AccountRow.id)
+        .limit(1)
+    ).one_or_none()
+
+
 def account_by_subscription(session: Session, subscription_id: str) -> AccountRow | None:
     """The account billed by a subscription, locked like every other writer of an account."""
     return session.scalars(

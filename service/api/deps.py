@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -33,19 +34,25 @@ class Forbidden(DomainError):
     status = 403
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request, committed when the endpoint returns, rolled back on error.
+@contextmanager
+def unit_of_work(state: Any) -> Iterator[Session]:
+    """One transaction, committed when the block ends, rolled back on error.
 
     After the commit, accounts the transaction changed are dropped from the offer cache; also
     after a rollback, where a refusal found the cached offers stale (a 409 state_changed).
     """
-    factory = request.app.state.session_factory
-    with factory() as session:
+    with state.session_factory() as session:
         try:
             with session.begin():
                 yield session
         finally:
-            request.app.state.account_caches.invalidate(changed_accounts(session))
+            state.account_caches.invalidate(changed_accounts(session))
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request (`unit_of_work`), committed when the endpoint returns."""
+    with unit_of_work(request.app.state) as session:
+        yield session
 
 
 # The small dependencies are async: a sync one would cost a thread-pool hop per request.

@@ -13,7 +13,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from service.domain.errors import BillingUnavailable, DomainError
+from service.domain.errors import DomainError
 
 log = logging.getLogger("upshift.api")
 
@@ -100,7 +100,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     request.app.state.metrics.problems.labels(exc.code).inc()
     headers = None
-    if isinstance(exc, BillingUnavailable):
+    if exc.retry_after_s is not None:
         headers = {"Retry-After": str(exc.retry_after_s)}
     return problem_response(
         request,

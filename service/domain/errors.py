@@ -9,6 +9,7 @@ class DomainError(Exception):
     code: str = "domain_error"
     title: str = "Request refused"
     status: int = 400
+    retry_after_s: int | None = None  # when set, the answer says when to try again
 
     def __init__(self, detail: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(detail)

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.adapters.billing_repository import ScheduledChangeRepository
+from service.adapters.billing_repository import ScheduledChangeRepository, UpgradeRepository
 from service.adapters.billing_tables import WebhookEventRow
 from service.adapters.db import transaction
 from service.adapters.ledger_appends import LedgerAppends
@@ -24,15 +24,20 @@ from service.adapters.stripe_api import (
     StripeBilling,
     utc,
 )
-from service.adapters.webhook_inbox import WebhookInbox, account_by_subscription
+from service.adapters.webhook_inbox import (
+    WebhookInbox,
+    account_by_subscription,
+    account_version_by_subscription,
+)
 from service.domain.accounts import AccountStatus, Plan
 from service.domain.catalog import Catalog
-from service.domain.errors import DomainError
+from service.domain.errors import Conflict, DomainError
 from service.domain.ledger import PlanSnapshot, Source
 from service.domain.periods import Period
 from service.ports import Clock
 from service.services.account_state import account_mrr, mark_changed, plan_of, plan_snapshot
 from service.services.ledger import ledger_balances, record_movement
+from service.services.upgrades import UpgradeInProgress, settle_upgrades
 
 log = logging.getLogger("upshift.webhooks")
 
@@ -48,7 +53,11 @@ SUBSCRIPTION_EVENTS = frozenset(
         "customer.subscription.resumed",
     }
 )
-INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
+# invoice.payment_action_required: a payment waits for the customer's authentication (3-D
+# Secure); an upgrade waiting on it is settled when its invoice is paid (settle_upgrades).
+INVOICE_EVENTS = frozenset(
+    {"invoice.paid", "invoice.payment_failed", "invoice.payment_action_required"}
+)
 # A schedule that ends without applying its next phase (released or canceled in the Dashboard or
 # the Customer Portal, or aborted) takes the end-of-term change Upshift scheduled with it.
 SCHEDULE_END_EVENTS = frozenset(
@@ -78,6 +87,11 @@ class WebhookRejected(DomainError):
     code = "invalid_signature"
     title = "Webhook rejected"
     status = 400
+
+
+class AccountMoved(Conflict):
+    code = "account_moved"
+    title = "Account changed while Stripe was read"
 
 
 class UnmappableSubscription(Exception):
@@ -202,17 +216,39 @@ def _handle(
     subscription_id = _subscription_id(row.type, obj)
     if row.type not in SYNCED_EVENTS or subscription_id is None:
         return Receipt(Outcome.ignored, row.external_id, row.type, detail="not synced")
-    # The account is locked before Stripe is asked, so a snapshot read here can never be older
-    # than a change another writer (an upgrade) commits to the account meanwhile.
+    # Stripe is asked before the account is locked (never while a row lock is held: a slow
+    # Stripe would stall every writer of the account). The version read first tells whether a
+    # writer changed the account meanwhile, in which case the snapshot may predate its change:
+    # the event is left for Stripe's next delivery rather than synced from an old snapshot.
+    seen = account_version_by_subscription(session, subscription_id)
+    # Re-fetched rather than read from the event, so the order events arrive in does not matter.
+    remote = billing.subscription(subscription_id)
     account = account_by_subscription(session, subscription_id) or _linked_by_metadata(
         session, subscription_id, obj
     )
     if account is None:
         detail = f"no account is billed by subscription {subscription_id}"
         return Receipt(Outcome.ignored, row.external_id, row.type, detail=detail)
-    # Re-fetched rather than read from the event, so the order events arrive in does not matter.
-    remote = billing.subscription(subscription_id)
+    if seen is not None and seen != account.version:
+        raise AccountMoved(
+            f"account {account.id} changed while Stripe was read; retried on redelivery"
+        )
+    if UpgradeRepository(session).in_flight(account.id, now) is not None:
+        raise UpgradeInProgress(
+            f"an upgrade of account {account.id} is being applied; retried on redelivery"
+        )
     invoice_id = obj.get("id") if row.type in INVOICE_EVENTS else None
+    # An upgrade whose payment waited for the customer is applied (with its offer's
+    # attribution and its one ledger entry) before the generic sync, whichever of Stripe's
+    # events about it arrives first.
+    settled = settle_upgrades(
+        session,
+        catalog,
+        account,
+        plan=remote.plan,
+        pending_invoice=remote.latest_invoice if remote.has_pending_update else None,
+        now=now,
+    )
     try:
         changed = sync_account(
             session,
@@ -231,7 +267,9 @@ def _handle(
         log.error("account %s left as it is: %s", account.id, exc)
         detail = f"{exc}; the account is left as it is"
         return Receipt(Outcome.ignored, row.external_id, row.type, account.id, detail)
-    detail = "account updated" if changed else "account already matches Stripe"
+    detail = "account updated" if changed or settled else "account already matches Stripe"
+    if settled:
+        detail += "; " + "; ".join(settled)
     if row.type in SCHEDULE_END_EVENTS and _drop_scheduled(session, account, obj["id"]):
         detail += "; the change scheduled with it is canceled"
     return Receipt(Outcome.processed, row.external_id, row.type, account.id, detail)

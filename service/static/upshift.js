@@ -44,9 +44,14 @@ p { margin: 0 0 10px; }
 .price dd { margin: 0; font-weight: 600; text-align: right; }
 .price dd.due { font-size: 1.25rem; }
 .actions { display: flex; flex-wrap: wrap; gap: 8px; }
+a.button { font-weight: 600; border-radius: 8px; padding: 10px 16px; min-height: 44px;
+  box-sizing: border-box; display: inline-flex; align-items: center; text-decoration: none;
+  border: 1px solid var(--accent); }
+a.button.primary { background: var(--accent); color: #fff; }
+a.button:focus-visible { outline: 3px solid #9db0ff; outline-offset: 2px; }
 @media (max-width: 420px) {
   .card { padding: 12px; }
-  .actions button { flex: 1 1 100%; }
+  .actions button, .actions a.button { flex: 1 1 100%; }
 }
 `;
 
@@ -89,7 +94,13 @@ export class UpshiftOffers extends HTMLElement {
     }
   }
 
+  stopPolling() {
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = null;
+  }
+
   disconnectedCallback() {
+    this.stopPolling();
     if (this.visibility) this.visibility.disconnect();
     this.visibility = null;
     this.onScreen = false;
@@ -206,7 +217,10 @@ export class UpshiftOffers extends HTMLElement {
     // A fresh key per confirmed click; a retry of the same click keeps it, so the server
     // replays the first answer instead of charging twice.
     this.pendingKey = this.pendingKey || crypto.randomUUID();
-    this.show("upgrading", "Upgrading…", false);
+    // While the bank's confirmation is awaited, asking again (same key) only reads the answer.
+    const checking = this.state === "authenticate";
+    this.stopPolling();
+    if (!checking) this.show("upgrading", "Upgrading…", false);
     let response;
     try {
       response = await this.request(`${this.accountPath}/upgrades`, {
@@ -233,6 +247,14 @@ export class UpshiftOffers extends HTMLElement {
       // Not an answer about the upgrade itself: the same click may be retried with its key.
       this.retryText = problemText(problem, "Billing is unavailable right now.");
       this.show("retry", `${this.retryText} Retrying is safe.`, true);
+    } else if (response.status === 402 && problem.code === "requires_action") {
+      // The bank wants the customer to confirm (3-D Secure) on the billing provider's page.
+      // Nothing is charged yet; the same key asks again until the payment arrives.
+      this.action = problem;
+      if (!checking) {
+        this.show("authenticate", "Your bank asks you to confirm this payment.", true);
+      }
+      this.pollTimer = setTimeout(() => this.upgrade(), this.pollMs || 3000);
     } else if (response.status === 402) {
       this.pendingKey = null;
       this.declineText = problemText(problem, "Your payment was declined.");
@@ -350,6 +372,8 @@ export class UpshiftOffers extends HTMLElement {
         return [meters, this.retryView()];
       case "declined":
         return [meters, this.declinedView()];
+      case "authenticate":
+        return [meters, this.authenticateView()];
       case "success":
         return [meters, this.successView()];
       default:
@@ -523,6 +547,27 @@ export class UpshiftOffers extends HTMLElement {
           "Retry upgrade"),
         el("button", { class: "secondary", type: "button", onclick: () => { this.retryText = null; this.pendingKey = null; this.done(); } },
           "Cancel")));
+  }
+
+  authenticateView() {
+    const action = this.action || {};
+    const due = action.amount_due ? formatMoney(action.amount_due, this.locale) : "";
+    return el("div", {},
+      this.heading("Confirm the payment with your bank"),
+      el("p", { class: "notice info", "data-testid": "requires-action" },
+        `Your bank asks you to confirm this payment${due ? ` of ${due}` : ""}. ` +
+        "Nothing is charged and your plan is unchanged until you do."),
+      el("div", { class: "actions" },
+        action.hosted_invoice_url
+          ? el("a", { class: "button primary", href: action.hosted_invoice_url, target: "_blank",
+            rel: "noopener", "data-autofocus": true }, "Confirm payment")
+          : null,
+        el("button", { class: "secondary", type: "button", onclick: () => this.upgrade() },
+          "I've confirmed it"),
+        el("button", { class: "secondary", type: "button",
+          onclick: () => { this.stopPolling(); this.pendingKey = null; this.action = null; this.done(); } },
+          "Not now")),
+      el("p", { class: "muted" }, "This page updates by itself once the payment arrives."));
   }
 
   declinedView() {

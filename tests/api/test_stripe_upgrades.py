@@ -248,7 +248,8 @@ LIVE_KEY = os.environ.get("UPSHIFT_STRIPE_TEST_KEY")
 def test_upgrade_flow_against_stripe_test_mode(
     db: Engine, database_url: str, admin_headers: dict[str, str]
 ) -> None:
-    """The same flow against real Stripe test mode: sync, subscribe, upgrade, check, cancel."""
+    """The same flow against real Stripe test mode: sync, subscribe, upgrade, check, an upgrade
+    whose payment needs 3-D Secure settled once paid, cancel."""
     assert LIVE_KEY is not None and LIVE_KEY.startswith("sk_test_"), "test-mode keys only"
     catalog = load_catalog(CATALOG_PATH)
     sdk = stripe.StripeClient(LIVE_KEY, stripe_version=STRIPE_API_VERSION, max_network_retries=2)
@@ -296,11 +297,35 @@ def test_upgrade_flow_against_stripe_test_mode(
             assert put.status_code == 201, put.text
             done = upgrade(http, admin_headers, {"target": {"seats": 9}}, acc="live")
             assert done.status_code == 200, done.text
-        items = sdk.v1.subscriptions.retrieve(sub.id)["items"].data
-        seats = {i.price.lookup_key: i.quantity for i in items}
-        assert seats["relay_growth_seat_month"] == 4
-        invoice = sdk.v1.invoices.retrieve(done.json()["invoice_id"])
-        assert invoice.amount_paid == done.json()["amount_charged"]["amount_minor"]
+            items = sdk.v1.subscriptions.retrieve(sub.id)["items"].data
+            seats = {i.price.lookup_key: i.quantity for i in items}
+            assert seats["relay_growth_seat_month"] == 4
+            invoice = sdk.v1.invoices.retrieve(done.json()["invoice_id"])
+            assert invoice.amount_paid == done.json()["amount_charged"]["amount_minor"]
+
+            # 3-D Secure: the customer's card now needs authentication on every payment (test
+            # card 4000 0027 6000 3184, docs.stripe.com/testing#regulatory-cards).
+            sca = sdk.v1.payment_methods.attach(
+                "pm_card_authenticationRequired", params={"customer": customer.id}
+            )
+            sdk.v1.customers.update(
+                customer.id, params={"invoice_settings": {"default_payment_method": sca.id}}
+            )
+            waiting = upgrade(http, admin_headers, {"target": {"seats": 11}}, "k2", acc="live")
+            problem = assert_problem(waiting, 402, "requires_action")
+            assert problem["hosted_invoice_url"].startswith("https://invoice.stripe.com/")
+            assert sdk.v1.invoices.retrieve(problem["invoice_id"]).status == "open"
+            assert sdk.v1.subscriptions.retrieve(sub.id).pending_update is not None
+            # The customer completes the payment on the hosted page; a test cannot pass the
+            # bank's challenge, so it pays the open invoice with a card that needs none.
+            visa = sdk.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+            sdk.v1.invoices.pay(problem["invoice_id"], params={"payment_method": visa.id})
+            settled = upgrade(http, admin_headers, {"target": {"seats": 11}}, "k2", acc="live")
+            assert settled.status_code == 200, settled.text
+            assert settled.json()["amount_charged"] == problem["amount_due"]
+            items = sdk.v1.subscriptions.retrieve(sub.id)["items"].data
+            seats = {i.price.lookup_key: i.quantity for i in items}
+            assert seats["relay_growth_seat_month"] == 6
     finally:
         sdk.v1.subscriptions.cancel(sub.id)
 

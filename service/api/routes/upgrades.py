@@ -13,12 +13,12 @@ from service.api.deps import (
     AccountIdPath,
     CatalogDep,
     ClockDep,
-    SessionDep,
     SignerDep,
     renew_first,
+    unit_of_work,
 )
 from service.api.offer_schemas import PlanOut, TargetIn
-from service.api.problems import problem_responses
+from service.api.problems import PROBLEM_MEDIA_TYPE, Problem, problem_responses
 from service.api.schemas import MoneyOut, Strict
 from service.domain.quotes import ChangeKind
 from service.services.quotes import TargetChange
@@ -57,21 +57,50 @@ class UpgradeOut(BaseModel):
     ledger_entry_id: int | None
 
 
+class PaymentActionProblem(Problem):
+    """402 `requires_action`: the payment waits for the customer's confirmation (3-D Secure)."""
+
+    upgrade_id: str
+    invoice_id: str
+    hosted_invoice_url: str | None = Field(
+        description="The provider's page where the customer confirms and pays"
+    )
+    expires_at: str | None = Field(description="The change is dropped unpaid after this")
+    amount_due: MoneyOut
+    target: PlanOut
+
+
 @router.post(
     "/upgrades",
     response_model=UpgradeOut,
-    responses=problem_responses(401, 402, 403, 404, 409, 422, 503),
+    responses={
+        **problem_responses(401, 403, 404, 409, 422, 503),
+        402: {
+            "model": PaymentActionProblem,
+            "description": "payment declined (`payment_failed`, `payment_declined`), not "
+            "completed (`payment_not_completed`), or waiting for the customer "
+            "(`requires_action`, with the fields below)",
+            "content": {
+                PROBLEM_MEDIA_TYPE: {
+                    "schema": {"$ref": "#/components/schemas/PaymentActionProblem"}
+                }
+            },
+        },
+    },
     description="Execute an upgrade offer (its signed token) or an explicit target. The offer "
     "is re-quoted at its pinned proration date and refused with 409 (`quote_changed`, "
     "`offer_expired`, `state_changed`) if anything moved; a declined payment is 402 and changes "
-    "nothing. The same Idempotency-Key with the same body replays the first response; with "
-    "another body it is 422 `idempotency_key_reused`.",
+    "nothing. A payment the customer's bank wants confirmed (3-D Secure) is 402 "
+    "`requires_action` with `hosted_invoice_url`: the customer confirms there, the change is "
+    "applied when the payment arrives, and a retry with the same Idempotency-Key answers what "
+    "it is now (still 402 `requires_action`, 200 applied, or 402 `payment_not_completed`). The "
+    "same Idempotency-Key with the same body replays the first response; with another body it "
+    "is 422 `idempotency_key_reused`.",
 )
 def post_upgrade(
     account_id: AccountIdPath,
     body: UpgradeIn,
     request: Request,
-    session: SessionDep,
     catalog: CatalogDep,
     clock: ClockDep,
     signer: SignerDep,
@@ -84,8 +113,9 @@ def post_upgrade(
     now = clock.now()
     renew_first(request.app.state, account_id, now)
     target = TargetChange(**body.target.model_dump()) if body.target is not None else None
+    state = request.app.state
     outcome = execute_upgrade(
-        session,
+        lambda: unit_of_work(state),
         catalog,
         now,
         signer,
@@ -100,4 +130,12 @@ def post_upgrade(
         ),
     )
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    if outcome.status_code != 200:
+        request.app.state.metrics.problems.labels(outcome.body.get("code", "unknown")).inc()
+        return JSONResponse(
+            outcome.body,
+            status_code=outcome.status_code,
+            headers=headers,
+            media_type=PROBLEM_MEDIA_TYPE,
+        )
     return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
