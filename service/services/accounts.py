@@ -50,8 +50,9 @@ class AccountInput:
     billing_subscription_id: str | None = None
 
 
-def get_account(session: Session, account_id: str) -> AccountRow:
-    row = AccountRepository(session).get(account_id)
+def get_account(session: Session, account_id: str, *, for_update: bool = False) -> AccountRow:
+    """The account (404 if unknown); `for_update` locks its row until the transaction ends."""
+    row = AccountRepository(session).get(account_id, for_update=for_update)
     if row is None:
         raise NotFound(f"account '{account_id}' not found", code="account_not_found")
     return row

@@ -20,7 +20,7 @@ from service.adapters.orm import AccountRow
 from service.adapters.repositories import AccountRepository
 from service.domain.accounts import Plan, plan_from_json, plan_to_json
 from service.domain.catalog import Catalog, Timing
-from service.domain.errors import Conflict, NotFound, ValidationFailed
+from service.domain.errors import Conflict, ValidationFailed
 from service.domain.ledger import Attribution, Motion, Source
 from service.domain.money import Money
 from service.domain.periods import Period
@@ -35,6 +35,7 @@ from service.services.account_state import (
     plan_snapshot,
     state_of,
 )
+from service.services.accounts import get_account
 from service.services.billing import GatewayFactory, billed_lines, store_billed
 from service.services.ledger import ledger_balances, record_movement
 from service.services.quotes import (
@@ -205,7 +206,7 @@ def execute_upgrade(
         # held), then settle it as its webhook would.
         state = gateway.payment_state(begun.account.billing)
         with units() as session:
-            account = _locked(session, request.account_id)
+            account = get_account(session, request.account_id, for_update=True)
             settle_upgrades(
                 session,
                 catalog,
@@ -224,7 +225,7 @@ def execute_upgrade(
             UpgradeRepository(session).release(begun.upgrade_id)
         raise
     with units() as session:
-        account = _locked(session, request.account_id)
+        account = get_account(session, request.account_id, for_update=True)
         return _finish(session, catalog, now, account, begun, quote, result)
 
 
@@ -251,7 +252,7 @@ def _begin(
 ) -> UpgradeOutcome | _Begun:
     """Lock the account; replay a finished request; quote a new one (and, for a remote
     provider, claim the account for it)."""
-    account = _locked(session, request.account_id)
+    account = get_account(session, request.account_id, for_update=True)
     request_hash = fingerprint(request.account_id, request.body)
     upgrades = UpgradeRepository(session)
     upgrade_id = upgrade_id_for(request.account_id, request.idempotency_key)
@@ -350,13 +351,6 @@ def _finish(
     row.response_status, row.response_body, row.pending = status_code, body, pending
     UpgradeRepository(session).add(row)
     return UpgradeOutcome(status_code, body, replayed=False)
-
-
-def _locked(session: Session, account_id: str) -> AccountRow:
-    account = AccountRepository(session).get(account_id, for_update=True)
-    if account is None:
-        raise NotFound(f"account '{account_id}' not found", code="account_not_found")
-    return account
 
 
 def settle_upgrades(

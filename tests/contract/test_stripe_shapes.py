@@ -227,16 +227,7 @@ def test_a_pending_update_keeps_its_metadata_until_it_is_paid(fake_stripe: FakeS
     pending_update.metadata and merged into the subscription's when the update applies
     (docs.stripe.com/changelog/dahlia/2026-05-27/pending-subscription-update-metadata)."""
     client = fake_stripe.client()
-    customer = client.v1.customers.create(params={"email": "m@example.com"})
-    product = client.v1.products.create(params={"name": "Seats"})
-    price = client.v1.prices.create(
-        params={
-            "product": product.id,
-            "unit_amount": 1_000,
-            "currency": "usd",
-            "recurring": {"interval": "month"},
-        }
-    )
+    customer, price = _customer_and_price(client, "usd")
     sub = client.v1.subscriptions.create(
         params={"customer": customer.id, "items": [{"price": price.id}], "metadata": {"a": "1"}}
     )
@@ -265,16 +256,7 @@ def test_a_payment_waiting_for_authentication_has_the_sdks_shape(fake_stripe: Fa
     invoice with its payments and PaymentIntent expanded (`requires_action`), and the same
     after the customer completed it (`succeeded`, invoice paid)."""
     client = fake_stripe.client()
-    customer = client.v1.customers.create(params={"email": "sca@example.com"})
-    product = client.v1.products.create(params={"name": "Seats"})
-    price = client.v1.prices.create(
-        params={
-            "product": product.id,
-            "unit_amount": 1_000,
-            "currency": "eur",
-            "recurring": {"interval": "month"},
-        }
-    )
+    customer, price = _customer_and_price(client, "eur")
     sub = client.v1.subscriptions.create(
         params={"customer": customer.id, "items": [{"price": price.id}]}
     )
@@ -311,3 +293,18 @@ def test_a_payment_waiting_for_authentication_has_the_sdks_shape(fake_stripe: Fa
     for raw in (waiting.to_dict(), paid.to_dict(), events[0].to_dict()):
         check(raw, _class_of(raw["object"]), raw["object"], problems)
     assert not problems, "\n".join(sorted(set(problems)))
+
+
+def _customer_and_price(client: stripe.StripeClient, currency: str) -> tuple[Any, Any]:
+    """A customer and a monthly seat price of 10.00 in `currency`."""
+    customer = client.v1.customers.create(params={"email": f"{currency}@example.com"})
+    product = client.v1.products.create(params={"name": "Seats"})
+    price = client.v1.prices.create(
+        params={
+            "product": product.id,
+            "unit_amount": 1_000,
+            "currency": currency,
+            "recurring": {"interval": "month"},
+        }
+    )
+    return customer, price

@@ -14,26 +14,16 @@ import threading
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 
 from service.adapters.orm import AccountRow
 from tests.api.test_accounts import assert_problem
+from tests.api.test_stripe_upgrades import acme  # noqa: F401  (the fixture)
 from tests.live_server import live_server
-from tests.stripe_fixtures_app import GROWTH_7, StripeWorld, assert_books_balance, ledger_rows
+from tests.stripe_fixtures_app import StripeWorld, assert_books_balance, ledger_rows
 from tests.usage_fixtures import wait_for
-
-
-@pytest.fixture
-def acme(
-    stripe_http: TestClient, admin_headers: dict[str, str], world: StripeWorld
-) -> dict[str, Any]:
-    sub = world.subscribe("acme", GROWTH_7)
-    account = world.link(stripe_http, admin_headers, "acme", GROWTH_7, sub)
-    world.advance(days=15)
-    return account
 
 
 def upgrade(http: Any, headers: dict[str, str], seats: int, key: str) -> httpx.Response:
@@ -48,7 +38,7 @@ def test_stripe_is_asked_with_the_account_unlocked(
     stripe_app: FastAPI,
     stripe_http: TestClient,
     admin_headers: dict[str, str],
-    acme: dict,
+    acme: dict,  # noqa: F811
     world: StripeWorld,
     db: Engine,
 ) -> None:
