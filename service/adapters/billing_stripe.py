@@ -115,9 +115,10 @@ class StripeBillingGateway:
                     attempt = f"{idempotency_key}:after-{exc.request_id or uuid.uuid4().hex}"
                     with stripe_errors("apply the change"):
                         remote, invoice = self._update(remote, quote, attempt[:255])
+        # A change applied now, or waiting only for the customer's payment, supersedes a
+        # downgrade waiting for the period end.
+        self._release_schedule(remote, idempotency_key)
         action = self._payment_action(remote, invoice)
-        if action is None:
-            self._release_schedule(remote, idempotency_key)
         charged = int(invoice["amount_paid"]) if invoice else 0
         return AppliedChange(
             invoice_id=invoice["id"] if invoice else None,

@@ -328,7 +328,11 @@ def _finish(
         body = _outcome(account, change, upgrade_id, "scheduled", None, None)
     elif result.action is not None:
         # Nothing is charged or changed yet: the provider applies the change once the customer
-        # completes the payment, and its webhook (or a retry) settles it (settle_upgrades).
+        # completes the payment, and its webhook (or a retry) settles it (settle_upgrades). A
+        # downgrade waiting for the period end is dropped, as the provider's schedule was: the
+        # customer chose this change instead.
+        ScheduledChangeRepository(session).cancel_pending(account.id)
+        mark_changed(session, account.id)
         status_code, body = 402, _awaiting_payment(account.id, change, upgrade_id, result)
         pending = {"change": change.to_json(), "applied": applied_to_json(result)}
     elif plan_of(account) == change.target and change.current != change.target:
@@ -379,11 +383,12 @@ def settle_upgrades(
         if pending_invoice is not None and pending_invoice == applied.invoice_id:
             continue  # the customer has not completed the payment yet
         if pending_invoice is None and plan == change.target:
+            # Stripe collected the invoice's amount, the quoted one.
+            charged = replace(applied, amount_charged=change.amount_due, action=None)
             if plan_of(account) == change.target:
                 entry_id = None  # an earlier sync already brought the account to it
             else:
-                entry_id = _apply(session, catalog, now, account, change, applied, row.id)
-            charged = replace(applied, amount_charged=change.amount_due, action=None)
+                entry_id = _apply(session, catalog, now, account, change, charged, row.id)
             row.status, row.response_status = "applied", 200
             row.response_body = _outcome(account, change, row.id, "applied", charged, entry_id)
             outcomes.append(f"upgrade {row.id} paid and applied")

@@ -14,8 +14,10 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
+from service.adapters.billing_tables import ScheduledChangeRow
 from service.domain.ledger import Source
 from tests.api.test_accounts import assert_problem
 from tests.api.test_stripe_upgrades import acme, books, upgrade
@@ -142,3 +144,32 @@ def test_events_arriving_before_invoice_paid_still_credit_the_offer(
     assert upgrade(stripe_http, admin_headers, {"target": {"seats": 9}}).status_code == 200
     world.deliver(stripe_http)
     assert len(ledger_rows(db, "acme")) == 2
+
+
+def test_an_upgrade_waiting_for_authentication_replaces_a_scheduled_downgrade(
+    stripe_http: TestClient,
+    admin_headers: dict[str, str],
+    authenticating: dict,
+    world: StripeWorld,
+    db: Engine,
+) -> None:
+    """The customer scheduled a downgrade, then chose to upgrade now: the downgrade is dropped on
+    both sides at once, so Stripe's schedule cannot apply it at the period end."""
+    downgrade = upgrade(stripe_http, admin_headers, {"target": {"tier": "starter", "seats": 5}})
+    assert downgrade.json()["status"] == "scheduled", downgrade.text
+    sub_id = authenticating["billing_subscription_id"]
+    schedule_id = world.subscription(sub_id).schedule
+    problem = assert_problem(
+        upgrade(stripe_http, admin_headers, {"target": {"seats": 9}}, "k2"), 402, "requires_action"
+    )
+    assert world.subscription(sub_id).schedule is None
+    assert world.sdk.v1.subscription_schedules.retrieve(schedule_id).status == "released"
+    with Session(db) as session:
+        assert session.scalars(select(ScheduledChangeRow.status)).one() == "canceled"
+    world.fake.complete_authentication(problem["invoice_id"])
+    world.deliver(stripe_http)
+    world.advance(days=16)  # past the period end: the downgrade does not happen
+    world.deliver(stripe_http)
+    account = stripe_http.get("/v1/accounts/acme", headers=admin_headers).json()
+    assert (account["tier"], account["seats"]) == ("growth", 9)
+    books(stripe_http, admin_headers, db, world, authenticating)
