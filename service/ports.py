@@ -57,6 +57,10 @@ class Preview:
 
     lines: tuple[ProrationLine, ...]
     amount_due: Money
+    # Stripe's invoice before tax (after its discounts) and its tax; amount_due is what is left
+    # after the customer's credit balance. None where the provider has no such notion.
+    total_excluding_tax: Money | None = None
+    tax: Money | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,9 @@ class AppliedChange:
     customer_id: str | None
     period: Period
     billed: tuple[BilledLine, ...]
+    # The subscription's MRR as the provider bills it (Stripe: after forever discounts); None
+    # means the catalog's list price is what it bills.
+    mrr: Money | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -203,7 +203,7 @@ def _requote(
         ):
             raise QuoteChanged(
                 f"the amount due is now {quote.amount_due.minor}, not "
-                f"{request.expected_amount_due}; review the new quote"
+                f"{request.expected_amount_due}{_why(quote)}; review the new quote"
             )
         return quote, None
     offer = read_offer(signer, request.offer_token, account.id, now)
@@ -220,7 +220,11 @@ def _requote(
         account,
         quote_for_account(catalog, account, billed, offer.target, now, offer.proration_date),
     )
-    if quote.amount_due.minor != offer.amount_due:
+    # The customer may confirm the provider's amount they were shown (the 409 below names it).
+    accepted = (
+        request.expected_amount_due if request.expected_amount_due is not None else offer.amount_due
+    )
+    if quote.amount_due.minor != accepted:
         # The offer was priced by the local engine; the billing provider's preview is the
         # authority at confirm (Stripe: discounts, tax, credit balance). Counted in /metrics as
         # upshift_problems{code="quote_changed"}.
@@ -232,10 +236,16 @@ def _requote(
             quote.amount_due.minor,
         )
         raise QuoteChanged(
-            f"the amount due is now {quote.amount_due.minor}, not {offer.amount_due}; "
-            "fetch the offers again"
+            f"the amount due is now {quote.amount_due.minor}, not {accepted}{_why(quote)}; "
+            "fetch the offers again, or confirm this offer with expected_amount_due_minor "
+            f"{quote.amount_due.minor}"
         )
     return quote, offer
+
+
+def _why(quote: Quote) -> str:
+    """How the billing provider's price differs from the list price, for a 409's detail."""
+    return f" ({quote.breakdown.describe()})" if quote.breakdown is not None else ""
 
 
 def _apply(
@@ -281,7 +291,8 @@ def _apply(
         account_id=account.id,
         currency=account.currency,
         mrr_before=before_mrr,
-        mrr_after=account_mrr(catalog, account).minor,
+        # What the provider bills a month (Stripe: after forever discounts), else list price.
+        mrr_after=(applied.mrr or account_mrr(catalog, account)).minor,
         before=plan_snapshot(quote.current),
         after=plan_snapshot(target),
         source=Source.SELF_SERVE_OFFER if offer else Source.API,
