@@ -365,8 +365,8 @@ class Phase:
     currency: str
     proration_behavior: str = "create_prorations"
     metadata: dict[str, str] = field(default_factory=dict)
-    # As given (coupon / discount / promotion_code ids, not checked: the fake has no coupons,
-    # and applies no discount to an invoice)
+    # As given (coupon / discount / promotion_code ids, not checked), and not applied to the
+    # subscription when the phase starts (see tests/fakes/README.md)
     discounts: list[dict[str, str]] = field(default_factory=list)
     automatic_tax: dict[str, Any] | None = None  # {"enabled": ..., "liability": ...}
 
