@@ -105,6 +105,20 @@ def test_a_subscription_billed_in_euros_moves_the_ledger_in_euros(
     body = assert_problem(quote(stripe_http, admin_headers, "beta"), 409, "currency_mismatch")
     assert "EUR" in body["detail"] and "USD" in body["detail"]
     assert world.fake.requests_for("invoices.create_preview") == []
+    # Every seat in use would bring a seat offer (as for acme below): none is priced in USD.
+    event = {
+        "event_id": "beta-seats",
+        "account_id": "beta",
+        "feature": "seats",
+        "quantity": 7,
+        "action": "set",
+        "timestamp": world.clock.now().isoformat(),
+    }
+    usage = stripe_http.post("/v1/usage", json={"events": [event]}, headers=admin_headers)
+    assert usage.status_code in (200, 201, 207) and usage.json()["accepted"] == 1, usage.text
+    offers = stripe_http.get("/v1/accounts/beta/upgrade-offers", headers=admin_headers)
+    assert offers.status_code == 200, offers.text
+    assert all(offer["target"] is None for offer in offers.json()["offers"])
 
     # Canceled in the Dashboard: churn, in the currency it was billed in.
     world.sdk.v1.subscriptions.cancel(sub.id)
