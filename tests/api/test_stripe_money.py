@@ -143,6 +143,17 @@ def test_a_change_stripe_would_bill_in_another_currency_is_refused_before_stripe
     assert world.fake.requests_for("subscriptions.update") == []
     assert len(ledger_rows(db, "acme")) == entries
 
+    # Its webhooks arrive: the account is billed in EUR, and what the ledger held for it in USD
+    # (the PUT's list price) is moved to 0, not left beside the EUR.
+    world.deliver(stripe_http)
+    assert ledger_mrr(db, "acme", "USD") == 0
+    assert ledger_mrr(db, "acme", "EUR") == 9_000 + 2 * 1_400
+    moved = ledger_rows(db, "acme")[entries:]
+    assert sorted((row.currency, row.source) for row in moved) == [
+        ("EUR", "webhook"),
+        ("USD", "webhook"),
+    ]
+
 
 # --- point 10: discounts, tax and credit balance -------------------------------------------
 
