@@ -57,6 +57,10 @@ class Preview:
 
     lines: tuple[ProrationLine, ...]
     amount_due: Money
+    # Stripe's invoice before tax (after its discounts) and its tax; amount_due is what is left
+    # after the customer's credit balance. None where the provider has no such notion.
+    total_excluding_tax: Money | None = None
+    tax: Money | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,7 @@ class PaymentState:
 
     plan: Plan | None
     pending_invoice: str | None
+    mrr: Money | None = None  # what it bills a month, where the provider says (Stripe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,9 @@ class AppliedChange:
     period: Period
     billed: tuple[BilledLine, ...]
     action: PaymentAction | None = None
+    # The subscription's MRR as the provider bills it (Stripe: after forever discounts); None
+    # means the catalog's list price is what it bills.
+    mrr: Money | None = None
 
 
 @dataclass(frozen=True, slots=True)

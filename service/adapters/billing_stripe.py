@@ -10,6 +10,7 @@ from typing import Any
 import stripe
 
 from service.adapters.stripe_api import (
+    SUBSCRIPTION_EXPAND,
     BillingRejected,
     RemoteItem,
     RemoteSubscription,
@@ -21,7 +22,7 @@ from service.adapters.stripe_api import (
 )
 from service.domain.accounts import Plan, plan_lines
 from service.domain.catalog import Interval
-from service.domain.errors import Conflict, PaymentDeclined
+from service.domain.errors import Conflict, CurrencyMismatch, PaymentDeclined
 from service.domain.money import Money
 from service.domain.periods import Period
 from service.domain.proration import BilledLine, ProrationLine
@@ -64,12 +65,12 @@ class StripeBillingGateway:
     def preview(self, account: BillingAccount, quote: Quote) -> Preview:
         """Stripe's invoice for the change at the quote's proration date. `amount_due` is what
         Stripe will collect, so a customer's credit balance is already taken off it."""
-        remote = self._subscription(account)
+        remote = self._subscription(account, quote)
         landed = self._landed_invoice(remote, quote)
         if landed is not None:
             # Our own earlier attempt under this request already changed Stripe (the answer was
             # lost): its invoice is Stripe's price of exactly this change.
-            return Preview(self._lines(landed), self._money(landed["amount_due"]))
+            return self._preview_of(landed)
         changes = self.item_changes(remote, quote.target)
         if not changes:
             raise BillingOutOfSync(
@@ -87,16 +88,29 @@ class StripeBillingGateway:
                     },
                 }
             )
-        raw = as_json(invoice)
-        return Preview(self._lines(raw), self._money(raw["amount_due"]))
+        return self._preview_of(as_json(invoice))
+
+    def _preview_of(self, invoice: Json) -> Preview:
+        """Stripe's price of the change, in the invoice's own currency: its lines, its total
+        before tax (after discounts), its tax, and `amount_due`, what is left once the
+        customer's credit balance is applied (docs.stripe.com/api/invoices/object)."""
+        tax = sum(int(tax["amount"]) for tax in invoice.get("total_taxes") or [])
+        return Preview(
+            self._lines(invoice),
+            self._money(invoice["amount_due"], invoice),
+            total_excluding_tax=self._money(
+                invoice.get("total_excluding_tax") or invoice["total"] - tax, invoice
+            ),
+            tax=self._money(tax, invoice),
+        )
 
     def payment_state(self, account: BillingAccount) -> PaymentState:
         remote = self._subscription(account)
         pending = remote.latest_invoice if remote.has_pending_update else None
-        return PaymentState(plan=remote.plan, pending_invoice=pending)
+        return PaymentState(plan=remote.plan, pending_invoice=pending, mrr=remote.mrr)
 
     def apply(self, account: BillingAccount, quote: Quote, idempotency_key: str) -> AppliedChange:
-        remote = self._subscription(account)
+        remote = self._subscription(account, quote)
         invoice = self._landed_invoice(remote, quote)
         if invoice is None:
             try:
@@ -109,7 +123,7 @@ class StripeBillingGateway:
                 # key return the saved response, including 500 errors"). So: did the change land
                 # after all? If not, one more try under a key of its own, once for this call.
                 log.warning("Stripe answered %s to the change; reconciling", exc.http_status)
-                remote = self._subscription(account)
+                remote = self._subscription(account, quote)
                 invoice = self._landed_invoice(remote, quote)
                 if invoice is None:
                     attempt = f"{idempotency_key}:after-{exc.request_id or uuid.uuid4().hex}"
@@ -119,15 +133,19 @@ class StripeBillingGateway:
         # downgrade waiting for the period end.
         self._release_schedule(remote, idempotency_key)
         action = self._payment_action(remote, invoice)
-        charged = int(invoice["amount_paid"]) if invoice else 0
         return AppliedChange(
             invoice_id=invoice["id"] if invoice else None,
-            amount_charged=self._money(charged),
+            amount_charged=(
+                self._money(invoice["amount_paid"], invoice)
+                if invoice
+                else Money.zero(remote.currency)
+            ),
             subscription_id=remote.id,
             customer_id=remote.customer_id,
             period=remote.period,
             billed=self._billed(quote, invoice),
             action=action,
+            mrr=remote.mrr,
         )
 
     def schedule(
@@ -135,7 +153,7 @@ class StripeBillingGateway:
     ) -> ScheduledChange:
         """End-of-term changes as a subscription schedule: this period as it is, then the
         target; a newer scheduled change replaces the second phase."""
-        remote = self._subscription(account)
+        remote = self._subscription(account, quote)
         schedules = self.client.v1.subscription_schedules
         with stripe_errors("schedule the change"):
             if remote.schedule is None:
@@ -241,12 +259,29 @@ class StripeBillingGateway:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _subscription(self, account: BillingAccount) -> RemoteSubscription:
+    def _subscription(
+        self, account: BillingAccount, quote: Quote | None = None
+    ) -> RemoteSubscription:
+        """The account's subscription, refused before any change when Stripe bills it in
+        another currency than the quote's: the catalog has one currency, so Upshift can neither
+        price the change in the subscription's nor record it in the ledger as if it were in
+        the quote's."""
         if account.subscription_id is None:
             raise AccountNotLinked(
                 f"account '{account.account_id}' has no Stripe subscription to change",
             )
-        return self.billing.subscription(account.subscription_id)
+        remote = self.billing.subscription(account.subscription_id)
+        if quote is None:
+            return remote
+        quoted = quote.new_recurring.currency
+        if remote.currency != quoted:
+            raise CurrencyMismatch(
+                f"Stripe bills subscription {remote.id} in {remote.currency}, but Upshift sells "
+                f"in {quoted} (the catalog's currency); the change is refused rather than "
+                f"charged or recorded in the wrong currency",
+                field="currency",
+            )
+        return remote
 
     def _landed_invoice(self, remote: RemoteSubscription, quote: Quote) -> Json | None:
         """The invoice of this very change when Stripe already has it, else None."""
@@ -315,7 +350,10 @@ class StripeBillingGateway:
                     # The payment's PaymentIntent tells a decline (requires_payment_method)
                     # from a payment waiting for the customer's authentication
                     # (requires_action): docs.stripe.com/billing/subscriptions/pending-updates.
-                    "expand": ["latest_invoice.payments.data.payment.payment_intent"],
+                    "expand": [
+                        "latest_invoice.payments.data.payment.payment_intent",
+                        *SUBSCRIPTION_EXPAND,
+                    ],
                 },
                 options={"idempotency_key": idempotency_key},
             )
@@ -385,8 +423,10 @@ class StripeBillingGateway:
                 return phase
         return schedule["phases"][0]
 
-    def _money(self, minor: int) -> Money:
-        return Money(int(minor), self.catalog.currency)
+    @staticmethod
+    def _money(minor: int, invoice: Json) -> Money:
+        """An amount of `invoice`, in the currency Stripe reports for it (lower case there)."""
+        return Money(int(minor), str(invoice["currency"]).upper())
 
     def _lines(self, invoice: Json) -> tuple[ProrationLine, ...]:
         """Stripe's invoice lines as ProrationLines, worded and ordered as the local engine's
@@ -412,7 +452,7 @@ class StripeBillingGateway:
                 ProrationLine(
                     key=key,
                     description=description,
-                    amount=self._money(amount),
+                    amount=self._money(amount, invoice),
                     period=Period(utc(raw["period"]["start"]), utc(raw["period"]["end"])),
                     proration=proration,
                     quantity=int(raw.get("quantity") or 0),

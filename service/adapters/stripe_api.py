@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import stripe
@@ -17,6 +19,7 @@ import stripe
 from service.domain.accounts import Plan, plan_lines
 from service.domain.catalog import Catalog, Interval
 from service.domain.errors import BillingUnavailable, Conflict, PaymentDeclined
+from service.domain.money import Money, monthly_from_interval, percent_of, round_half_away
 from service.domain.periods import Period
 from service.settings import Settings
 
@@ -28,6 +31,8 @@ MAX_NETWORK_RETRIES = 2
 PRICE_CACHE_TTL_S = 300.0  # `catalog sync-stripe` may move a lookup key while the service runs
 LOOKUP_KEY_METADATA = "upshift_lookup_key"  # set by sync-stripe; survives a moved lookup key
 ACCOUNT_METADATA = "upshift_account_id"  # links a subscription created elsewhere to an account
+# A subscription is read with its discounts and their coupons, which its MRR needs.
+SUBSCRIPTION_EXPAND = ["discounts.source.coupon"]
 
 Json = dict[str, Any]
 
@@ -273,7 +278,54 @@ class RemoteSubscription:
     latest_invoice: str | None
     schedule: str | None
     has_pending_update: bool
+    mrr: Money  # what the customer pays a month for it, after forever discounts, before tax
     pending_update_expires_at: datetime | None = None
+
+
+def subscription_mrr(raw: Json, currency: str) -> Money:
+    """Monthly recurring revenue of a Stripe subscription, in its own currency: each item's
+    `unit_amount × quantity` normalized to a month (rounded per item, as the catalog's MRR),
+    less the subscription's discounts whose coupon lasts `forever`. A `once` or `repeating`
+    coupon leaves MRR as it is, and tax is never MRR (Stripe Billing's own rule: "If you apply
+    a coupon with a forever duration, the discount will apply to your MRR. If you apply a coupon
+    with a finite duration (i.e. once or repeating) to a subscription, your MRR is unaffected",
+    support.stripe.com/questions/impact-of-discounts-and-coupons-on-monthly-recurring-revenue-
+    mrr-in-billing)."""
+    total = 0
+    months = Fraction(1)
+    for item in raw["items"]["data"]:
+        price = item["price"]
+        quantity = int(item.get("quantity") or 0)
+        recurring = price.get("recurring") or {}
+        if not quantity or not recurring or price.get("unit_amount") is None:
+            continue
+        months = _months(str(recurring["interval"]), int(recurring.get("interval_count") or 1))
+        total += _monthly(int(price["unit_amount"]) * quantity, months)
+    for discount in raw.get("discounts") or []:
+        if not isinstance(discount, dict):
+            raise ValueError(f"subscription {raw['id']} was read without its discounts expanded")
+        coupon = (discount.get("source") or {}).get("coupon")
+        if not isinstance(coupon, dict) or coupon.get("duration") != "forever":
+            continue
+        if coupon.get("percent_off") is not None:
+            total -= percent_of(total, Decimal(str(coupon["percent_off"])))
+        elif coupon.get("amount_off") is not None and (
+            str(coupon.get("currency") or "").upper() == currency
+        ):
+            # Taken off each invoice, so off each billing interval.
+            total -= _monthly(int(coupon["amount_off"]), months)
+    return Money(max(total, 0), currency)
+
+
+def _months(interval: str, count: int) -> Fraction:
+    per_month = {"month": Fraction(1), "year": Fraction(12), "week": Fraction(12, 52)}
+    return per_month.get(interval, Fraction(12, 365)) * count
+
+
+def _monthly(amount: int, months: Fraction) -> int:
+    if months.denominator == 1:
+        return monthly_from_interval(amount, months.numerator)
+    return round_half_away(amount * months.denominator, months.numerator)
 
 
 def plan_from_items(catalog: Catalog, items: tuple[RemoteItem, ...]) -> Plan | None:
@@ -310,7 +362,9 @@ class StripeBilling:
 
     def subscription(self, subscription_id: str) -> RemoteSubscription:
         with stripe_errors("read the subscription"):
-            raw = self.client.v1.subscriptions.retrieve(subscription_id)
+            raw = self.client.v1.subscriptions.retrieve(
+                subscription_id, params={"expand": SUBSCRIPTION_EXPAND}
+            )
         return self.remote(as_json(raw))
 
     def remote(self, raw: Json) -> RemoteSubscription:
@@ -326,19 +380,21 @@ class StripeBilling:
         first = raw["items"]["data"][0] if raw["items"]["data"] else {}
         start = first.get("current_period_start") or raw.get("billing_cycle_anchor") or 0
         end = first.get("current_period_end") or start + 1
+        currency = str(raw.get("currency") or self.catalog.currency).upper()
         return RemoteSubscription(
             id=raw["id"],
             customer_id=id_of(raw["customer"]) or "",
             status=raw["status"],
             plan=plan_from_items(self.catalog, items),
             period=Period(utc(start), utc(end)),
-            currency=str(raw.get("currency") or self.catalog.currency).upper(),
+            currency=currency,
             items=items,
             metadata=dict(raw.get("metadata") or {}),
             latest_invoice=id_of(raw.get("latest_invoice")),
             schedule=id_of(raw.get("schedule")),
             has_pending_update=raw.get("pending_update") is not None,
             pending_update_expires_at=_pending_expiry(raw.get("pending_update")),
+            mrr=subscription_mrr(raw, currency),
         )
 
     def verify_event(self, payload: bytes, signature: str | None) -> Json:

@@ -15,7 +15,7 @@ from service.domain.catalog import Interval, Timing
 from service.domain.money import Money
 from service.domain.offers import OfferEngine
 from service.domain.proration import ProrationLine
-from service.domain.quotes import ChangeKind, Quote
+from service.domain.quotes import ChangeKind, PriceBreakdown, Quote
 from service.services.offers import AccountOffers, PricedOffer, is_sales_assisted
 
 
@@ -52,6 +52,21 @@ class QuoteLineOut(BaseModel):
     proration: bool
 
 
+class PriceBreakdownOut(BaseModel):
+    """list_amount - discounts + tax - credit_applied == amount_due (the billing provider's)."""
+
+    list_amount: MoneyOut = Field(description="The change at the catalog's list prices")
+    discounts: MoneyOut = Field(
+        description="Taken off before tax by the billing provider (Stripe: the subscription's "
+        "coupons, which it folds into proration lines); list_amount minus its pre-tax total"
+    )
+    tax: MoneyOut = Field(description="Tax added on top (exclusive tax rates)")
+    credit_applied: MoneyOut = Field(
+        description="The customer's credit balance used; negative when credit is left over"
+    )
+    amount_due: MoneyOut = Field(description="Equals amount_due_now")
+
+
 class QuoteOut(BaseModel):
     current: PlanOut
     target: PlanOut
@@ -66,6 +81,11 @@ class QuoteOut(BaseModel):
     next_invoice_date: datetime
     effective_at: datetime = Field(description="When the change applies (period end if scheduled)")
     catalog_version: str
+    price_breakdown: PriceBreakdownOut | None = Field(
+        default=None,
+        description="Why amount_due_now differs from the list price, when the billing provider "
+        "priced the change (Stripe mode: its invoice preview); null at list prices",
+    )
 
 
 class OfferOut(BaseModel):
@@ -145,6 +165,19 @@ def quote_payload(quote: Quote) -> dict[str, object]:
         "next_invoice_date": quote.next_invoice_at,
         "effective_at": quote.effective_at,
         "catalog_version": quote.catalog_version,
+        "price_breakdown": _breakdown(quote.breakdown),
+    }
+
+
+def _breakdown(breakdown: PriceBreakdown | None) -> dict[str, object] | None:
+    if breakdown is None:
+        return None
+    return {
+        "list_amount": _money(breakdown.list_amount),
+        "discounts": _money(breakdown.discounts),
+        "tax": _money(breakdown.tax),
+        "credit_applied": _money(breakdown.credit_applied),
+        "amount_due": _money(breakdown.amount_due),
     }
 
 

@@ -37,6 +37,13 @@ class Conflict(DomainError):
     status = 409
 
 
+class CurrencyMismatch(Conflict):
+    """Money in one currency would be charged or recorded as another's."""
+
+    code = "currency_mismatch"
+    title = "Billed in another currency"
+
+
 class PaymentDeclined(DomainError):
     code = "payment_declined"
     title = "Payment declined"

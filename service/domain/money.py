@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -143,3 +143,10 @@ def monthly_from_interval(amount_minor: int, interval_months: int) -> int:
     half a minor unit per line, and MRR is summed from rounded lines, never re-derived.
     """
     return round_half_away(amount_minor, interval_months)
+
+
+def percent_of(amount_minor: int, percent: Decimal) -> int:
+    """`percent` % of an amount in whole minor units, half away from zero (a coupon's
+    `percent_off`, given as a decimal so no float ever touches money)."""
+    exact = Decimal(amount_minor) * percent / Decimal(100)
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -26,6 +26,41 @@ class ChangeNotAllowed(ValidationFailed):
 
 
 @dataclass(frozen=True, slots=True)
+class PriceBreakdown:
+    """Why the amount due differs from the change at list prices, as the billing provider
+    prices it: `list_amount - discounts + tax - credit_applied == amount_due`."""
+
+    list_amount: Money  # the change at the catalog's list prices (the local engine's quote)
+    discounts: Money  # what the provider's pre-tax total is below the list amount
+    tax: Money  # added on top (exclusive tax)
+    credit_applied: Money  # the customer's credit balance used (negative: credit left over)
+    amount_due: Money
+
+    @classmethod
+    def of(
+        cls, list_amount: Money, total_excluding_tax: Money, tax: Money, amount_due: Money
+    ) -> PriceBreakdown:
+        """From the provider's pre-tax total, tax and amount due (the rest is the balance)."""
+        return cls(
+            list_amount=list_amount,
+            discounts=list_amount - total_excluding_tax,
+            tax=tax,
+            credit_applied=total_excluding_tax + tax - amount_due,
+            amount_due=amount_due,
+        )
+
+    def describe(self) -> str:
+        parts = [f"list {self.list_amount}"]
+        if self.discounts.minor:
+            parts.append(f"discounts -{self.discounts}")
+        if self.tax.minor:
+            parts.append(f"tax +{self.tax}")
+        if self.credit_applied.minor:
+            parts.append(f"credit balance -{self.credit_applied}")
+        return ", ".join(parts) + f" = {self.amount_due} due"
+
+
+@dataclass(frozen=True, slots=True)
 class Quote:
     """What a change costs now and from the next invoice on; `lines` are its proration lines."""
 
@@ -42,6 +77,8 @@ class Quote:
     effective_at: datetime
     catalog_version: str
     new_billed: tuple[BilledLine, ...]
+    # Set when a billing provider priced the change (Stripe's preview); None: list prices.
+    breakdown: PriceBreakdown | None = None
 
     @property
     def next_invoice_at(self) -> datetime:

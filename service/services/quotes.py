@@ -8,11 +8,12 @@ from datetime import datetime
 
 from service.domain.accounts import AccountStatus, Plan, moved_to_tier
 from service.domain.catalog import Catalog, Interval, Timing
-from service.domain.errors import Conflict, ValidationFailed
+from service.domain.errors import Conflict, CurrencyMismatch, ValidationFailed
 from service.domain.periods import Period
 from service.domain.proration import BilledLine
 from service.domain.quotes import (
     PreparedChange,
+    PriceBreakdown,
     Quote,
     free_during_trial,
     prepare_change,
@@ -84,6 +85,14 @@ def prepare_for_account(catalog: Catalog, account: AccountState, target: Plan) -
         raise AccountNotBillable(
             f"the account is {account.status}; only active accounts change plan self-serve"
         )
+    if account.currency != catalog.currency:
+        # Billed in another currency (Stripe's subscription, synced by its webhooks): the
+        # catalog has no price in it, so no change can be priced, let alone charged.
+        raise CurrencyMismatch(
+            f"the account is billed in {account.currency}, but the catalog sells in "
+            f"{catalog.currency}; its plan changes are made in Stripe",
+            field="currency",
+        )
     return prepare_change(catalog, account.plan, target)
 
 
@@ -115,8 +124,13 @@ def authoritative_quote(
     if gateway is None or gateway.name == "local" or quote.timing is not Timing.immediate:
         return quote
     preview = gateway.preview(account.billing, quote)
+    breakdown = None
+    if preview.total_excluding_tax is not None and preview.tax is not None:
+        breakdown = PriceBreakdown.of(
+            quote.amount_due, preview.total_excluding_tax, preview.tax, preview.amount_due
+        )
     if preview.amount_due == quote.amount_due and preview.lines == quote.lines:
-        return quote
+        return replace(quote, breakdown=breakdown)
     log.warning(
         "local proration disagrees with %s for account %s: %s vs %s",
         gateway.name,
@@ -124,4 +138,4 @@ def authoritative_quote(
         quote.amount_due,
         preview.amount_due,
     )
-    return replace(quote, lines=preview.lines, amount_due=preview.amount_due)
+    return replace(quote, lines=preview.lines, amount_due=preview.amount_due, breakdown=breakdown)

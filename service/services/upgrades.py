@@ -213,6 +213,7 @@ def execute_upgrade(
                 account,
                 plan=state.plan,
                 pending_invoice=state.pending_invoice,
+                mrr=state.mrr,
                 now=now,
             )
             row = UpgradeRepository(session).get(begun.upgrade_id)
@@ -364,10 +365,12 @@ def settle_upgrades(
     *,
     plan: Plan | None,
     pending_invoice: str | None,
+    mrr: Money | None,
     now: datetime,
 ) -> list[str]:
     """Bring the account's upgrades that wait for a payment up to date with the provider, whose
-    subscription now has `plan` and still waits on `pending_invoice` (None: no pending update).
+    subscription now has `plan` and still waits on `pending_invoice` (None: no pending update)
+    and bills `mrr` a month (None: the catalog's list price).
 
     Paid (the provider applied the change): the account takes the change and the ledger its one
     entry, attributed to the offer as if it had been charged at once; a retry of the request
@@ -384,7 +387,7 @@ def settle_upgrades(
             continue  # the customer has not completed the payment yet
         if pending_invoice is None and plan == change.target:
             # Stripe collected the invoice's amount, the quoted one.
-            charged = replace(applied, amount_charged=change.amount_due, action=None)
+            charged = replace(applied, amount_charged=change.amount_due, action=None, mrr=mrr)
             if plan_of(account) == change.target:
                 entry_id = None  # an earlier sync already brought the account to it
             else:
@@ -453,10 +456,14 @@ def _confirm_price(
         ):
             raise QuoteChanged(
                 f"the amount due is now {quote.amount_due.minor}, not "
-                f"{request.expected_amount_due}; review the new quote"
+                f"{request.expected_amount_due}{_why(quote)}; review the new quote"
             )
         return quote
-    if quote.amount_due.minor != offer.amount_due:
+    # The customer may confirm the provider's amount they were shown (the 409 below names it).
+    accepted = (
+        request.expected_amount_due if request.expected_amount_due is not None else offer.amount_due
+    )
+    if quote.amount_due.minor != accepted:
         # The offer was priced by the local engine. Counted in /metrics as
         # upshift_problems{code="quote_changed"}.
         log.warning(
@@ -467,8 +474,9 @@ def _confirm_price(
             quote.amount_due.minor,
         )
         raise QuoteChanged(
-            f"the amount due is now {quote.amount_due.minor}, not {offer.amount_due}; "
-            "fetch the offers again"
+            f"the amount due is now {quote.amount_due.minor}, not {accepted}{_why(quote)}; "
+            "fetch the offers again, or confirm this offer with expected_amount_due_minor "
+            f"{quote.amount_due.minor}"
         )
     return quote
 
@@ -586,6 +594,11 @@ def _parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def _why(quote: Quote) -> str:
+    """How the billing provider's price differs from the list price, for a 409's detail."""
+    return f" ({quote.breakdown.describe()})" if quote.breakdown is not None else ""
+
+
 def _apply(
     session: Session,
     catalog: Catalog,
@@ -628,7 +641,8 @@ def _apply(
         account_id=account.id,
         currency=account.currency,
         mrr_before=before_mrr,
-        mrr_after=account_mrr(catalog, account).minor,
+        # What the provider bills a month (Stripe: after forever discounts), else list price.
+        mrr_after=(applied.mrr or account_mrr(catalog, account)).minor,
         before=plan_snapshot(change.current),
         after=plan_snapshot(target),
         source=Source.SELF_SERVE_OFFER if change.offer_id else Source.API,

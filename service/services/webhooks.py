@@ -33,9 +33,10 @@ from service.domain.accounts import AccountStatus, Plan
 from service.domain.catalog import Catalog
 from service.domain.errors import Conflict, DomainError
 from service.domain.ledger import PlanSnapshot, Source
+from service.domain.money import Money
 from service.domain.periods import Period
 from service.ports import Clock
-from service.services.account_state import account_mrr, mark_changed, plan_of, plan_snapshot
+from service.services.account_state import mark_changed, plan_of, plan_snapshot
 from service.services.ledger import ledger_balances, record_movement
 from service.services.upgrades import UpgradeInProgress, settle_upgrades
 
@@ -247,6 +248,7 @@ def _handle(
         account,
         plan=remote.plan,
         pending_invoice=remote.latest_invoice if remote.has_pending_update else None,
+        mrr=remote.mrr,
         now=now,
     )
     try:
@@ -356,7 +358,17 @@ def sync_account(
         raise UnmappableSubscription(
             f"subscription {remote.id} has no single base item with a catalog price"
         )
-    if _state(account) == (plan, status, remote.period, remote.customer_id, remote.id):
+    paying = status in (AccountStatus.active, AccountStatus.past_due)  # as account_mrr counts
+    mrr_after = remote.mrr if paying else Money.zero(remote.currency)
+    unchanged = _state(account) == (
+        plan,
+        status,
+        remote.period,
+        remote.customer_id,
+        remote.id,
+        remote.currency,
+    )
+    if unchanged and ledger_balances(session, account.id) == _balances(mrr_after):
         return False
     before = plan_snapshot(account)
     account.tier = plan.tier
@@ -368,22 +380,32 @@ def sync_account(
     account.current_period_end = remote.period.end
     account.billing_customer_id = remote.customer_id
     account.billing_subscription_id = remote.id
+    # The account is billed in the subscription's currency, whatever the catalog's is.
+    account.currency = remote.currency
     account.updated_at = now
     session.flush()
     mark_changed(session, account.id)
     _settle_scheduled(session, account.id, plan)
-    _record(session, catalog, account, before, idempotency_key, happened_at, now, invoice_id)
+    _record(
+        session, catalog, account, before, mrr_after, idempotency_key, happened_at, now, invoice_id
+    )
     return True
 
 
-def _state(account: AccountRow) -> tuple[Plan, str, Period, str | None, str | None]:
+def _state(account: AccountRow) -> tuple[Plan, str, Period, str | None, str | None, str]:
     return (
         plan_of(account),
         account.status,
         Period(account.current_period_start, account.current_period_end),
         account.billing_customer_id,
         account.billing_subscription_id,
+        account.currency,
     )
+
+
+def _balances(mrr: Money) -> dict[str, int]:
+    """The ledger balances (currencies at 0 left out) of an account whose MRR is `mrr`."""
+    return {mrr.currency: mrr.minor} if mrr.minor else {}
 
 
 def _settle_scheduled(session: Session, account_id: str, plan: Plan) -> None:
@@ -405,36 +427,45 @@ def _record(
     catalog: Catalog,
     account: AccountRow,
     before: PlanSnapshot,
+    mrr_after: Money,
     idempotency_key: str,
     happened_at: datetime,
     now: datetime,
     invoice_id: str | None,
 ) -> None:
+    """The ledger brought to `mrr_after`, in the subscription's currency: what the customer
+    pays a month after forever discounts (see stripe_api.subscription_mrr). A balance the
+    account still has in another currency (it was billed in that one before) moves to 0."""
     appends = LedgerAppends(session)
     # Taken before the balance is read, so no other appender moves it in between.
     appends.lock()
-    mrr_after = account_mrr(catalog, account).minor
-    mrr_before = ledger_balances(session, account.id).get(account.currency, 0)
-    last = appends.positions([(account.id, account.currency)])[
-        (account.id, account.currency)
-    ].last_occurred_at
+    balances = ledger_balances(session, account.id)
+    currencies = sorted({mrr_after.currency, *balances})
+    positions = appends.positions([(account.id, currency) for currency in currencies])
     # Dated when Stripe says it happened, but never before the account's last movement (the
     # ledger is ordered) nor after now (a fake or skewed Stripe clock).
     occurred_at = min(happened_at, now)
-    if last is not None and occurred_at < last:
-        occurred_at = last
-    record_movement(
-        session,
-        account_id=account.id,
-        currency=account.currency,
-        mrr_before=mrr_before,
-        mrr_after=mrr_after,
-        before=before,
-        after=plan_snapshot(account),
-        source=Source.WEBHOOK,
-        idempotency_key=idempotency_key,
-        occurred_at=occurred_at,
-        catalog_version=catalog.version,
-        stripe_invoice_id=invoice_id,
-        stripe_subscription_id=account.billing_subscription_id,
-    )
+    for currency in currencies:
+        last = positions[(account.id, currency)].last_occurred_at
+        if last is not None and occurred_at < last:
+            occurred_at = last
+    for currency in currencies:
+        record_movement(
+            session,
+            account_id=account.id,
+            currency=currency,
+            mrr_before=balances.get(currency, 0),
+            mrr_after=mrr_after.minor if currency == mrr_after.currency else 0,
+            before=before,
+            after=plan_snapshot(account),
+            source=Source.WEBHOOK,
+            idempotency_key=(
+                idempotency_key
+                if currency == mrr_after.currency
+                else f"{idempotency_key}:{currency}"
+            ),
+            occurred_at=occurred_at,
+            catalog_version=catalog.version,
+            stripe_invoice_id=invoice_id,
+            stripe_subscription_id=account.billing_subscription_id,
+        )

@@ -173,3 +173,31 @@ def test_an_upgrade_waiting_for_authentication_replaces_a_scheduled_downgrade(
     account = stripe_http.get("/v1/accounts/acme", headers=admin_headers).json()
     assert (account["tier"], account["seats"]) == ("growth", 9)
     books(stripe_http, admin_headers, db, world, authenticating)
+
+
+def test_a_discounted_subscription_settles_at_the_mrr_stripe_bills_after_the_payment(
+    stripe_http: TestClient,
+    admin_headers: dict[str, str],
+    authenticating: dict,
+    world: StripeWorld,
+    db: Engine,
+) -> None:
+    """The entry written when the customer pays is at the MRR of the subscription as Stripe
+    bills it then (20% off forever), not at the one it billed while the change was pending."""
+    sub_id = authenticating["billing_subscription_id"]
+    coupon = world.sdk.v1.coupons.create(params={"percent_off": 20, "duration": "forever"})
+    world.sdk.v1.subscriptions.update(sub_id, params={"discounts": [{"coupon": coupon.id}]})
+    world.deliver(stripe_http)
+    body = {"target": {"seats": 9}, "expected_amount_due_minor": 900}
+    problem = assert_problem(upgrade(stripe_http, admin_headers, body), 402, "requires_action")
+    assert problem["amount_due"]["amount_minor"] == 900
+    world.fake.complete_authentication(problem["invoice_id"])
+    world.deliver(stripe_http)
+    entry = ledger_rows(db, "acme")[-1]
+    assert (entry.kind, entry.mrr_after_minor) == ("expansion", 15_900 - 3_180)
+    settled = upgrade(stripe_http, admin_headers, body)
+    assert settled.json()["amount_charged"]["amount_minor"] == 900
+    world.deliver(stripe_http)
+    assert ledger_rows(db, "acme")[-1].id == entry.id
+    books_total = sum(row.mrr_delta_minor for row in ledger_rows(db, "acme"))
+    assert books_total == world.billing().subscription(sub_id).mrr.minor

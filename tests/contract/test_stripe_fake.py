@@ -790,3 +790,141 @@ def test_deliver_posts_signed_events_to_a_url(
     assert [status for _, status in results] == [204]
     event = stripe.Webhook.construct_event(*received[0], fake_stripe.webhook_secret)
     assert (event.type, event.data.object.id) == ("customer.created", customer.id)
+
+
+# ----------------------------------------------------------------------------- discounts, tax
+
+
+def test_a_renewal_invoice_with_a_coupon_tax_and_credit_balance(
+    fake_stripe: FakeStripe,
+    stripe_client: stripe.StripeClient,
+    customer: stripe.Customer,
+    catalog: Catalog,
+) -> None:
+    """docs.stripe.com/api/invoices/object: subtotal - total_discount_amounts =
+    total_excluding_tax; exclusive tax on top is total; the customer's credit balance comes off
+    amount_due (starting_balance / ending_balance)."""
+    coupon = stripe_client.v1.coupons.create(params={"percent_off": 25, "duration": "forever"})
+    rate = stripe_client.v1.tax_rates.create(
+        params={"display_name": "VAT", "percentage": 20.0, "inclusive": False}
+    )
+    sub = subscribe(stripe_client, customer, (catalog.base, 1), (catalog.seats, 3))
+    updated = stripe_client.v1.subscriptions.update(
+        sub.id,
+        params={"discounts": [{"coupon": coupon.id}], "default_tax_rates": [rate.id]},
+    )
+    [discount_id] = updated.discounts
+    assert updated.default_tax_rates[0].id == rate.id
+    stripe_client.v1.customers.update(customer.id, params={"balance": -1_000})
+    fake_stripe.set_time(DEC_1)
+    renewal = stripe_client.v1.invoices.retrieve(
+        stripe_client.v1.subscriptions.retrieve(sub.id).latest_invoice  # type: ignore[arg-type]
+    )
+    assert renewal.billing_reason == "subscription_cycle"
+    assert renewal.subtotal == 1_000 + 1_500
+    assert [(d.discount, d.amount) for d in renewal.total_discount_amounts] == [(discount_id, 625)]
+    assert [(line.amount, line.discount_amounts[0].amount) for line in renewal.lines.data] == [
+        (1_000, 250),
+        (1_500, 375),
+    ]
+    assert renewal.total_excluding_tax == 1_875
+    assert [
+        (t.tax_rate_details.tax_rate, t.amount, t.taxable_amount) for t in renewal.total_taxes
+    ] == [(rate.id, 375, 1_875)]
+    assert renewal.total == 2_250
+    assert (renewal.starting_balance, renewal.ending_balance) == (-1_000, 0)
+    assert (renewal.amount_due, renewal.amount_paid, renewal.status) == (1_250, 1_250, "paid")
+    assert stripe_client.v1.customers.retrieve(customer.id).balance == 0
+
+
+def test_prorations_are_net_of_a_percent_off_discount(
+    fake_stripe: FakeStripe,
+    stripe_client: stripe.StripeClient,
+    customer: stripe.Customer,
+    catalog: Catalog,
+) -> None:
+    """billing_mode flexible, proration_discounts "included": a proration's amount is "Net
+    amount (after discounts)", its discount listed at 0, and the invoice's
+    total_discount_amounts exclude it (docs.stripe.com/changelog/clover/2025-09-30/
+    itemize-proration-discount-amounts); the credit is what was paid (flexible billing mode)."""
+    sub = subscribe(stripe_client, customer, (catalog.seats, 2))
+    coupon = stripe_client.v1.coupons.create(params={"percent_off": 50, "duration": "forever"})
+    stripe_client.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": coupon.id}]})
+    fake_stripe.advance(15 * DAY)  # half of November
+    item = item_for(sub, catalog.seats)
+    details = {
+        "items": [{"id": item.id, "quantity": 4}],
+        "proration_behavior": "always_invoice",
+    }
+    preview = stripe_client.v1.invoices.create_preview(
+        params={"subscription": sub.id, "subscription_details": details}
+    )
+    updated = stripe_client.v1.subscriptions.update(
+        sub.id, params={"items": details["items"], "proration_behavior": "always_invoice"}
+    )
+    invoice = stripe_client.v1.invoices.retrieve(updated.latest_invoice)  # type: ignore[arg-type]
+    for shown in (preview, invoice):
+        # The 2 seats were paid in full (1,000): credit 500; 4 seats for half: 1,000, net 500.
+        assert [line.amount for line in shown.lines.data] == [-500, 500]
+        assert [line.discount_amounts[0].amount for line in shown.lines.data] == [0, 0]
+        assert shown.total_discount_amounts == []
+        assert (shown.subtotal, shown.total, shown.amount_due) == (0, 0, 0)
+    # The next change credits the net amount the 4 seats were billed.
+    fake_stripe.advance(5 * DAY)
+    again = stripe_client.v1.subscriptions.update(
+        sub.id,
+        params={"items": [{"id": item.id, "quantity": 2}], "proration_behavior": "always_invoice"},
+    )
+    credit = stripe_client.v1.invoices.retrieve(again.latest_invoice).lines.data[0]  # type: ignore[arg-type]
+    assert credit.amount == -expected_share(500, NOV_1 + 15 * DAY, DEC_1, NOV_1 + 20 * DAY)
+
+
+def test_a_once_coupon_is_spent_by_one_invoice_and_a_repeating_one_ends(
+    fake_stripe: FakeStripe,
+    stripe_client: stripe.StripeClient,
+    customer: stripe.Customer,
+    catalog: Catalog,
+) -> None:
+    once = stripe_client.v1.coupons.create(params={"percent_off": 50, "duration": "once"})
+    sub = subscribe(stripe_client, customer, (catalog.base, 1))
+    stripe_client.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": once.id}]})
+    fake_stripe.set_time(DEC_1)
+    first = stripe_client.v1.subscriptions.retrieve(sub.id)
+    assert stripe_client.v1.invoices.retrieve(first.latest_invoice).total == 500  # type: ignore[arg-type]
+    assert first.discounts == []
+
+    months = stripe_client.v1.coupons.create(
+        params={
+            "amount_off": 300,
+            "currency": "usd",
+            "duration": "repeating",
+            "duration_in_months": 1,
+        }
+    )
+    repeating = stripe_client.v1.subscriptions.update(
+        sub.id, params={"discounts": [{"coupon": months.id}], "expand": ["discounts"]}
+    )
+    assert repeating.discounts[0].end == ts(2027, 1, 1)  # type: ignore[union-attr]
+    fake_stripe.set_time(ts(2027, 1, 1))
+    january = stripe_client.v1.subscriptions.retrieve(sub.id).latest_invoice
+    assert stripe_client.v1.invoices.retrieve(january).total == 1_000  # type: ignore[arg-type]
+
+
+def test_coupons_and_tax_rates_refuse_what_stripe_refuses(
+    stripe_client: stripe.StripeClient, customer: stripe.Customer, catalog: Catalog
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.coupons.create(params={"duration": "forever"})  # neither kind of off
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.coupons.create(params={"percent_off": 10, "duration": "repeating"})
+    euros = stripe_client.v1.coupons.create(
+        params={"amount_off": 100, "currency": "eur", "duration": "forever"}
+    )
+    sub = subscribe(stripe_client, customer, (catalog.base, 1))
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": euros.id}]})
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe_client.v1.tax_rates.create(
+            params={"display_name": "GST", "percentage": 10.0, "inclusive": True}
+        )
+    assert refused.value.code == "fake_unsupported_parameter"

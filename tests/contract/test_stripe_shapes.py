@@ -126,6 +126,20 @@ def _life_of_a_subscription(fake: FakeStripe) -> list[Json]:
     sub = client.v1.subscriptions.create(
         params={"customer": customer.id, "items": [{"price": base.id}, {"price": seat.id}]}
     )
+    # A coupon and a tax rate, so every invoice from here on shows discounts and taxes.
+    coupon = client.v1.coupons.create(params={"percent_off": 10, "duration": "forever"})
+    tax_rate = client.v1.tax_rates.create(
+        params={"display_name": "VAT", "percentage": 20.0, "inclusive": False}
+    )
+    discounted = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "discounts": [{"coupon": coupon.id}],
+            "default_tax_rates": [tax_rate.id],
+            "expand": ["discounts.source.coupon"],
+        },
+    )
+    client.v1.customers.update(customer.id, params={"balance": -500})
     fake.advance(10 * 86_400)
     items = client.v1.subscriptions.retrieve(sub.id)["items"].data
     changed = client.v1.subscriptions.update(
@@ -179,6 +193,10 @@ def _life_of_a_subscription(fake: FakeStripe) -> list[Json]:
     lines = client.v1.invoices.line_items.list(changed.latest_invoice.id)
     objects = [
         customer.to_dict(),
+        coupon.to_dict(),
+        tax_rate.to_dict(),
+        discounted.to_dict(),
+        discounted.discounts[0].to_dict(),  # type: ignore[union-attr]
         product.to_dict(),
         base.to_dict(),
         changed.to_dict(),
@@ -219,7 +237,24 @@ def test_every_rendered_object_has_the_sdks_shape(fake_stripe: FakeStripe) -> No
         "event",
         "event:subscription",
         "event:invoice",
+        "coupon",
+        "tax_rate",
+        "discount",
     }, seen
+
+
+def test_the_invoices_show_the_discount_and_the_tax(fake_stripe: FakeStripe) -> None:
+    """The life above did reach invoices with discounts and taxes (else the shapes of those
+    fields were never checked)."""
+    objects = _life_of_a_subscription(fake_stripe)
+    invoices = [raw for raw in objects if raw["object"] == "invoice"] + [
+        raw["data"]["object"]
+        for raw in objects
+        if raw["object"] == "event" and raw["data"]["object"]["object"] == "invoice"
+    ]
+    assert any(raw["total_discount_amounts"] for raw in invoices)
+    assert any(raw["total_taxes"] for raw in invoices)
+    assert any(raw["starting_balance"] < 0 for raw in invoices)
 
 
 def test_a_pending_update_keeps_its_metadata_until_it_is_paid(fake_stripe: FakeStripe) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
 
 __all__ = [
     "ZERO_DECIMAL_CURRENCIES",
@@ -19,6 +20,7 @@ __all__ = [
     "format_date",
     "format_money",
     "interval_label",
+    "percent_of",
     "prorate",
     "round_half_away",
 ]
@@ -68,6 +70,13 @@ def prorate(amount: int, start: int, end: int, at: int) -> int:
         return 0
     at = max(start, min(at, end))
     return round_half_away(amount * (end - at), end - start)
+
+
+def percent_of(amount: int, percent: Decimal) -> int:
+    """``percent`` % of ``amount`` in whole minor units, half away from zero (a coupon's
+    ``percent_off`` of a line, a tax rate's ``percentage`` of a taxable amount)."""
+    exact = Decimal(amount) * percent / Decimal(100)
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def format_money(amount: int, currency: str) -> str:

@@ -4,6 +4,17 @@ An invoice's ``amount_due`` applies the customer's balance: credits (negative
 balance, e.g. from a downgrade) are consumed first and a negative total becomes
 customer credit (``amount_due`` 0), as on Stripe.  Payment attempts consume an
 armed ``card_declined`` fault whose target matches the request or the renewal.
+
+Discounts and tax (docs.stripe.com/api/invoices/object): ``subtotal`` is the sum of
+the lines; ``total_discount_amounts`` what the subscription's discounts take off
+the discountable lines; ``total_excluding_tax`` = subtotal - discounts; exclusive
+tax rates add ``total_taxes`` on each line's discounted amount; ``total`` =
+total_excluding_tax + taxes; ``amount_due`` = total after the customer's balance.
+With ``billing_mode.flexible.proration_discounts = "included"`` (the default this
+fake renders) a proration line's ``amount`` is already net of the subscription's
+discounts and the invoice's ``total_discount_amounts`` exclude them; the line lists
+the discount with amount 0 (docs.stripe.com/changelog/clover/2025-09-30/
+itemize-proration-discount-amounts, "Changes summary").
 """
 
 from __future__ import annotations
@@ -11,8 +22,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tests.fakes.stripe_billing import format_date, format_money, interval_label
+from tests.fakes.stripe_billing import (
+    format_date,
+    format_money,
+    interval_label,
+    percent_of,
+    round_half_away,
+)
 from tests.fakes.stripe_models import (
+    Coupon,
+    Discount,
     Faults,
     Invoice,
     Line,
@@ -106,6 +125,84 @@ class InvoiceOps:
             invoice_item=None if preview else self.s.ids.new("ii"),
         )
 
+    # -- discounts and tax ----------------------------------------------------------------
+
+    def active_discounts(self, sub: Subscription) -> list[tuple[Discount, Coupon]]:
+        """The subscription's discounts in force now: a repeating one until its `end`."""
+        found = []
+        for discount_id in sub.discounts:
+            discount = self.s.discounts[discount_id]
+            if discount.end is None or self.s.now < discount.end:
+                found.append((discount, self.s.coupons[discount.coupon]))
+        return found
+
+    def net_of_discounts(self, sub: Subscription, amount: int) -> int:
+        """A debit proration's amount with the subscription's percent-off discounts taken off
+        ("included": the proration's amount is "Net amount (after discounts)"). Amount-off
+        coupons are left to the invoice (a simplification: see tests/fakes/README.md)."""
+        if amount <= 0:
+            return amount
+        for _, coupon in self.active_discounts(sub):
+            if coupon.percent_off is not None:
+                amount -= percent_of(amount, coupon.percent_off)
+        return amount
+
+    def _priced(self, sub: Subscription, lines: list[Line]) -> list[Line]:
+        """The lines with their discount and tax amounts, as the invoice shows them."""
+        discounts = self.active_discounts(sub)
+        ids = [discount.id for discount, _ in discounts]
+        priced: list[Line] = []
+        for line in lines:
+            amounts: list[tuple[str, int]] = []
+            if line.proration:
+                amounts = [(discount_id, 0) for discount_id in ids]
+            else:
+                left = line.amount
+                for discount, coupon in discounts:
+                    off = 0
+                    if coupon.percent_off is not None and left > 0:
+                        off = percent_of(left, coupon.percent_off)
+                    amounts.append((discount.id, off))
+                    left -= off
+            priced.append(dataclasses.replace(line, discounts=ids, discount_amounts=amounts))
+        self._allocate_amount_off(discounts, priced)
+        for line in priced:
+            taxable = line.amount - sum(amount for _, amount in line.discount_amounts)
+            line.taxes = [
+                (rate_id, percent_of(taxable, self.s.tax_rates[rate_id].percentage), taxable)
+                for rate_id in sub.default_tax_rates
+            ]
+        return priced
+
+    @staticmethod
+    def _allocate_amount_off(discounts: list[tuple[Discount, Coupon]], lines: list[Line]) -> None:
+        """An amount-off coupon "will be subtracted from any invoice's subtotal" (the SDK's
+        Coupon.amount_off docstring), at most the discountable amount left, shared out over
+        the discountable lines in proportion (the last takes the rounding remainder)."""
+        for discount, coupon in discounts:
+            if coupon.amount_off is None:
+                continue
+            eligible = [line for line in lines if not line.proration]
+            left = {
+                line.id: line.amount - sum(a for _, a in line.discount_amounts) for line in eligible
+            }
+            base = sum(max(v, 0) for v in left.values())
+            off = min(coupon.amount_off, base)
+            given = 0
+            for index, line in enumerate(eligible):
+                share = (
+                    off - given
+                    if index == len(eligible) - 1
+                    else round_half_away(off * max(left[line.id], 0), base)
+                    if base
+                    else 0
+                )
+                given += share
+                line.discount_amounts = [
+                    (did, amount + share if did == discount.id else amount)
+                    for did, amount in line.discount_amounts
+                ]
+
     def _haystacks(self, *extra: str | None) -> list[str]:
         return [*self.s.request_haystacks, *(e for e in extra if e)]
 
@@ -128,10 +225,8 @@ class InvoiceOps:
     ) -> Invoice:
         customer = self.s.customers[sub.customer]
         invoice_id = self.s.ids.new("upcoming_in" if preview else "in")
-        own = [dataclasses.replace(line, invoice=invoice_id) for line in lines]
-        total = sum(line.amount for line in own)
-        applied = total + customer.balance
-        return Invoice(
+        own = self._priced(sub, [dataclasses.replace(line, invoice=invoice_id) for line in lines])
+        inv = Invoice(
             id=invoice_id,
             created=self.s.now,
             customer=sub.customer,
@@ -142,12 +237,18 @@ class InvoiceOps:
             period_start=period[0],
             period_end=period[1],
             starting_balance=customer.balance,
-            ending_balance=min(applied, 0),
-            amount_due=max(applied, 0),
+            ending_balance=0,
+            amount_due=0,
             proration_date=proration_date,
             subscription_metadata=dict(sub.metadata),
             preview=preview,
+            discounts=[discount.id for discount, _ in self.active_discounts(sub)],
         )
+        # docs.stripe.com/billing/customer/balance: the balance is applied to the invoice's
+        # total; what is left of a credit stays the customer's.
+        applied = inv.total + customer.balance
+        inv.ending_balance, inv.amount_due = min(applied, 0), max(applied, 0)
+        return inv
 
     def _outcome(self, inv: Invoice, payment_behavior: str, haystacks: list[str]) -> str:
         """``paid`` | ``declined`` | ``requires_action`` | ``not_attempted`` -- consumes a
@@ -185,6 +286,16 @@ class InvoiceOps:
                 client_secret=f"{pi_id}_secret_{self.s.ids.new('cs')[3:]}",
             )
             inv.payment_intent = pi_id
+        sub = self.s.subscriptions.get(inv.subscription or "")
+        if sub is not None:
+            # A coupon with duration `once` "applies to the first invoice" only
+            # (docs.stripe.com/api/coupons/object#coupon_object-duration): spent once issued.
+            spent = [
+                discount_id
+                for discount_id in inv.discounts
+                if self.s.coupons[self.s.discounts[discount_id].coupon].duration == "once"
+            ]
+            sub.discounts = [d for d in sub.discounts if d not in spent]
         self.s.emit("invoice.finalized", self.s.render_invoice(inv))
         if outcome == "not_attempted":
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 __all__ = [
@@ -199,6 +200,11 @@ class Line:
     subscription_item: str | None
     invoice_item: str | None = None
     invoice: str | None = None
+    # The subscription discounts behind the line (ids): a proration's amount already has them
+    # taken off ("included"); a full line is discounted at the invoice (``discount_amounts``).
+    discounts: list[str] = field(default_factory=list)
+    discount_amounts: list[tuple[str, int]] = field(default_factory=list)  # (discount id, amount)
+    taxes: list[tuple[str, int, int]] = field(default_factory=list)  # (rate id, tax, taxable)
 
 
 @dataclass
@@ -227,10 +233,39 @@ class Invoice:
     subscription_metadata: dict[str, str] | None = None
     preview: bool = False
     payment_intent: str | None = None  # made when a finalized invoice has an amount due
+    discounts: list[str] = field(default_factory=list)  # the subscription's, when issued
+
+    @property
+    def subtotal(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+    @property
+    def total_discount_amounts(self) -> list[tuple[str, int]]:
+        """Per discount, what it took off the invoice's discountable lines (prorations carry
+        theirs in their amount, so they add nothing here)."""
+        totals: dict[str, int] = {}
+        for line in self.lines:
+            for discount_id, amount in line.discount_amounts:
+                totals[discount_id] = totals.get(discount_id, 0) + amount
+        return [(discount_id, amount) for discount_id, amount in totals.items() if amount]
+
+    @property
+    def total_taxes(self) -> list[tuple[str, int, int]]:
+        """Per tax rate: (rate id, tax, taxable amount), summed over the lines."""
+        totals: dict[str, tuple[int, int]] = {}
+        for line in self.lines:
+            for rate_id, tax, taxable in line.taxes:
+                old_tax, old_taxable = totals.get(rate_id, (0, 0))
+                totals[rate_id] = (old_tax + tax, old_taxable + taxable)
+        return [(rate_id, tax, taxable) for rate_id, (tax, taxable) in totals.items()]
+
+    @property
+    def total_excluding_tax(self) -> int:
+        return self.subtotal - sum(amount for _, amount in self.total_discount_amounts)
 
     @property
     def total(self) -> int:
-        return sum(line.amount for line in self.lines)
+        return self.total_excluding_tax + sum(tax for _, tax, _ in self.total_taxes)
 
 
 @dataclass
@@ -288,6 +323,55 @@ class Subscription:
     )
     pending_update: PendingUpdate | None = None
     pending_items: list[Line] = field(default_factory=list)
+    discounts: list[str] = field(default_factory=list)  # Discount ids, in the order applied
+    default_tax_rates: list[str] = field(default_factory=list)  # TaxRate ids
+
+
+@dataclass
+class Coupon:
+    """docs.stripe.com/api/coupons/object: `percent_off`, or `amount_off` in `currency`;
+    `duration` forever, once or repeating (`duration_in_months`)."""
+
+    id: str
+    created: int
+    duration: str
+    percent_off: Decimal | None = None
+    amount_off: int | None = None
+    currency: str | None = None
+    duration_in_months: int | None = None
+    name: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    times_redeemed: int = 0
+
+
+@dataclass
+class Discount:
+    """docs.stripe.com/api/discounts/object: a coupon applied to a subscription; `end` is set
+    for a repeating coupon only ("If the coupon has a duration of `repeating`, the date that
+    this discount will end")."""
+
+    id: str
+    coupon: str
+    customer: str
+    subscription: str
+    start: int
+    end: int | None
+
+
+@dataclass
+class TaxRate:
+    """docs.stripe.com/api/tax_rates/object: a percentage, exclusive (added to the amount)."""
+
+    id: str
+    created: int
+    display_name: str
+    percentage: Decimal
+    inclusive: bool = False
+    active: bool = True
+    country: str | None = None
+    jurisdiction: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -305,8 +389,8 @@ class Phase:
     currency: str
     proration_behavior: str = "create_prorations"
     metadata: dict[str, str] = field(default_factory=dict)
-    # As given (coupon / discount / promotion_code ids, not checked: the fake has no coupons,
-    # and applies no discount to an invoice)
+    # As given (coupon / discount / promotion_code ids, not checked), and not applied to the
+    # subscription when the phase starts (see tests/fakes/README.md)
     discounts: list[dict[str, str]] = field(default_factory=list)
     automatic_tax: dict[str, Any] | None = None  # {"enabled": ..., "liability": ...}
 

@@ -13,7 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 from tests.fakes.stripe_models import (
+    Coupon,
     Customer,
+    Discount,
     Invoice,
     Line,
     PaymentIntent,
@@ -22,6 +24,7 @@ from tests.fakes.stripe_models import (
     Schedule,
     SubItem,
     Subscription,
+    TaxRate,
 )
 
 __all__ = ["Renderer"]
@@ -57,6 +60,69 @@ class Renderer:
     schedules: dict[str, Schedule]
     payment_intents: dict[str, PaymentIntent]
     hosted_base: str
+    coupons: dict[str, Coupon]
+    discounts: dict[str, Discount]
+    tax_rates: dict[str, TaxRate]
+
+    def render_coupon(self, c: Coupon) -> Json:
+        return {
+            "id": c.id,
+            "object": "coupon",
+            "amount_off": c.amount_off,
+            "applies_to": None,
+            "created": c.created,
+            "currency": c.currency,
+            "currency_options": None,
+            "duration": c.duration,
+            "duration_in_months": c.duration_in_months,
+            "livemode": False,
+            "max_redemptions": None,
+            "metadata": dict(c.metadata),
+            "name": c.name,
+            "percent_off": float(c.percent_off) if c.percent_off is not None else None,
+            "redeem_by": None,
+            "times_redeemed": c.times_redeemed,
+            "valid": True,
+        }
+
+    def render_discount(self, d: Discount) -> Json:
+        return {
+            "id": d.id,
+            "object": "discount",
+            "checkout_session": None,
+            "customer": d.customer,
+            "customer_account": None,
+            "end": d.end,
+            "invoice": None,
+            "invoice_item": None,
+            "promotion_code": None,
+            "source": {"coupon": d.coupon, "type": "coupon"},
+            "start": d.start,
+            "subscription": d.subscription,
+            "subscription_item": None,
+        }
+
+    def render_tax_rate(self, t: TaxRate) -> Json:
+        return {
+            "id": t.id,
+            "object": "tax_rate",
+            "active": t.active,
+            "country": t.country,
+            "created": t.created,
+            "description": t.description,
+            "display_name": t.display_name,
+            "effective_percentage": float(t.percentage),
+            "flat_amount": None,
+            "inclusive": t.inclusive,
+            "jurisdiction": t.jurisdiction,
+            "jurisdiction_level": None,
+            "livemode": False,
+            "metadata": dict(t.metadata),
+            "percentage": float(t.percentage),
+            "rate_type": "percentage",
+            "state": None,
+            "tax_type": None,
+        }
 
     def render_customer(self, c: Customer) -> Json:
         return {
@@ -227,9 +293,11 @@ class Renderer:
             "days_until_due": None,
             "default_payment_method": s.default_payment_method,
             "default_source": None,
-            "default_tax_rates": [],
+            "default_tax_rates": [
+                self.render_tax_rate(self.tax_rates[t]) for t in s.default_tax_rates
+            ],
             "description": s.description,
-            "discounts": [],
+            "discounts": list(s.discounts),
             "ended_at": s.ended_at,
             "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
             "items": {
@@ -288,9 +356,12 @@ class Renderer:
             "amount": line.amount,
             "currency": line.currency,
             "description": line.description,
-            "discount_amounts": [],
+            "discount_amounts": [
+                {"amount": amount, "discount": discount_id}
+                for discount_id, amount in line.discount_amounts
+            ],
             "discountable": not line.proration,
-            "discounts": [],
+            "discounts": list(line.discounts),
             "invoice": line.invoice,
             "livemode": False,
             "metadata": {},
@@ -306,7 +377,18 @@ class Renderer:
                 "type": "subscription_item_details",
             },
             "period": {"end": line.period_end, "start": line.period_start},
-            "pretax_credit_amounts": [],
+            # "Contains pretax credit amounts (ex: discount, ...)" (the SDK's docstring); the
+            # invoice's total_pretax_credit_amounts is "a combined list" of these.
+            "pretax_credit_amounts": [
+                {
+                    "amount": amount,
+                    "credit_balance_transaction": None,
+                    "discount": discount_id,
+                    "type": "discount",
+                }
+                for discount_id, amount in line.discount_amounts
+                if amount
+            ],
             "pricing": {
                 "price_details": {"price": line.price, "product": line.product},
                 "type": "price_details",
@@ -316,7 +398,17 @@ class Renderer:
             "quantity_decimal": str(line.quantity),
             "subscription": line.subscription,
             "subtotal": line.amount,
-            "taxes": [],
+            "taxes": [
+                {
+                    "amount": tax,
+                    "tax_behavior": "exclusive",
+                    "tax_rate_details": {"tax_rate": rate_id},
+                    "taxability_reason": "standard_rated",
+                    "taxable_amount": taxable,
+                    "type": "tax_rate_details",
+                }
+                for rate_id, tax, taxable in line.taxes
+            ],
         }
 
     def render_invoice(self, inv: Invoice) -> Json:
@@ -380,7 +472,7 @@ class Renderer:
             "default_source": None,
             "default_tax_rates": [],
             "description": None,
-            "discounts": [],
+            "discounts": list(inv.discounts),
             "due_date": None,
             "effective_at": inv.finalized_at,
             "ending_balance": inv.ending_balance,
@@ -423,15 +515,36 @@ class Renderer:
                 "paid_at": inv.paid_at,
                 "voided_at": inv.voided_at,
             },
-            "subtotal": total,
-            "subtotal_excluding_tax": total,
+            "subtotal": inv.subtotal,
+            "subtotal_excluding_tax": inv.subtotal,
             "test_clock": None,
             "threshold_reason": None,
             "total": total,
-            "total_discount_amounts": [],
-            "total_excluding_tax": total,
-            "total_pretax_credit_amounts": [],
-            "total_taxes": [],
+            "total_discount_amounts": [
+                {"amount": amount, "discount": discount_id}
+                for discount_id, amount in inv.total_discount_amounts
+            ],
+            "total_excluding_tax": inv.total_excluding_tax,
+            "total_pretax_credit_amounts": [
+                {
+                    "amount": amount,
+                    "credit_balance_transaction": None,
+                    "discount": discount_id,
+                    "type": "discount",
+                }
+                for discount_id, amount in inv.total_discount_amounts
+            ],
+            "total_taxes": [
+                {
+                    "amount": tax,
+                    "tax_behavior": "exclusive",
+                    "tax_rate_details": {"tax_rate": rate_id},
+                    "taxability_reason": "standard_rated",
+                    "taxable_amount": taxable,
+                    "type": "tax_rate_details",
+                }
+                for rate_id, tax, taxable in inv.total_taxes
+            ],
             "webhooks_delivered_at": inv.finalized_at,
         }
 
@@ -633,4 +746,10 @@ class Renderer:
             return self.render_invoice(self.invoices[object_id])
         if object_id in self.schedules:
             return self.render_schedule(self.schedules[object_id])
+        if object_id in self.coupons:
+            return self.render_coupon(self.coupons[object_id])
+        if object_id in self.discounts:
+            return self.render_discount(self.discounts[object_id])
+        if object_id in self.tax_rates:
+            return self.render_tax_rate(self.tax_rates[object_id])
         return None

@@ -366,7 +366,8 @@ class BillingEngine(SubscriptionOps):
         for it in sub.items:
             price = self.s.prices[it.price]
             lines.append(self._full_line(sub.id, it.id, price, it.quantity, start, sub.period_end))
-            it.billed_amount, it.billed_from = price.unit_amount * it.quantity, start
+            it.billed_amount = self.net_of_discounts(sub, price.unit_amount * it.quantity)
+            it.billed_from = start
             it.billed_price, it.billed_quantity = it.price, it.quantity
         inv = self._build_invoice(sub, lines, "subscription_cycle", (previous_start, start))
         haystacks = ["renewal", f"renewal {sub.id}", sub.id, sub.customer]

@@ -11,10 +11,13 @@ from __future__ import annotations
 import copy
 import threading
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 from tests.fakes.stripe_models import (
+    Coupon,
     Customer,
+    Discount,
     Event,
     Faults,
     IdGenerator,
@@ -25,6 +28,7 @@ from tests.fakes.stripe_models import (
     Schedule,
     StripeError,
     Subscription,
+    TaxRate,
 )
 from tests.fakes.stripe_render import EMBEDDED_LINES, Renderer
 
@@ -93,6 +97,9 @@ class FakeStripeState(Renderer):
             self.invoices: dict[str, Invoice] = {}
             self.payment_intents: dict[str, PaymentIntent] = {}
             self.schedules: dict[str, Schedule] = {}
+            self.coupons: dict[str, Coupon] = {}
+            self.discounts: dict[str, Discount] = {}
+            self.tax_rates: dict[str, TaxRate] = {}
             self.events: list[Event] = []
             self.webhook_endpoints: dict[str, Json] = {}
             self.account_api_version = ACCOUNT_DEFAULT_API_VERSION
@@ -107,7 +114,8 @@ class FakeStripeState(Renderer):
 
     _STORES = (
         "customers", "products", "prices", "subscriptions", "invoices", "schedules",
-        "webhook_endpoints", "update_counts", "_invoice_seq", "payment_intents",
+        "coupons", "discounts", "tax_rates", "webhook_endpoints", "update_counts", "_invoice_seq",
+        "payment_intents",
     )  # fmt: skip
 
     def snapshot(self) -> tuple[dict[str, Any], int]:
@@ -213,6 +221,12 @@ class FakeStripeState(Renderer):
         if head not in node:
             raise StripeError.invalid(f"This property cannot be expanded ({full}).", "expand")
         value = node[head]
+        if isinstance(value, list) and any(isinstance(v, str) for v in value):
+            # A list of expandable ids (a subscription's `discounts`): each one expanded.
+            expanded = [self.render_id(v) if isinstance(v, str) else v for v in value]
+            if any(v is None for v in expanded):
+                raise StripeError.invalid(f"This property cannot be expanded ({full}).", "expand")
+            node[head] = value = expanded
         if isinstance(value, str):
             rendered = self.render_id(value)
             if rendered is None:
@@ -307,16 +321,103 @@ class FakeStripeState(Renderer):
 
     def update_customer(self, object_id: str, p: Json) -> Json:
         customer = self.customer(object_id)
-        only(p, {"email", "name", "description", "metadata"})
+        only(p, {"email", "name", "description", "metadata", "balance"})
         before = self.render_customer(customer)
         for key in ("email", "name", "description"):
             if key in p:
                 setattr(customer, key, p[key] or None)
+        if "balance" in p:
+            # "A negative amount represents a credit that decreases the amount due on an
+            # invoice" (the SDK's CustomerUpdateParams.balance; docs.stripe.com/billing/customer/
+            # balance).
+            customer.balance = p["balance"]
         if "metadata" in p:
             customer.metadata = merge_metadata(customer.metadata, p["metadata"])
         after = self.render_customer(customer)
         self.emit("customer.updated", after, self.diff(before, after))
         return after
+
+    # ------------------------------------------------------------------ coupons, tax rates
+
+    def create_coupon(self, p: Json) -> Json:
+        """docs.stripe.com/api/coupons/create: exactly one of `percent_off` (0 < p <= 100) and
+        `amount_off` (with `currency`); `duration_in_months` only for `repeating`."""
+        only(
+            p,
+            {"id", "percent_off", "amount_off", "currency", "duration", "duration_in_months",
+             "name", "metadata"},
+        )  # fmt: skip
+        if ("percent_off" in p) == ("amount_off" in p):
+            raise StripeError.invalid(
+                "You must pass exactly one of `percent_off` or `amount_off`.", "percent_off"
+            )
+        percent = None
+        if "percent_off" in p:
+            percent = Decimal(str(p["percent_off"]))
+            if not 0 < percent <= 100:
+                raise StripeError.invalid(
+                    "percent_off must be greater than 0 and at most 100.", "percent_off"
+                )
+        if "amount_off" in p and ("currency" not in p or p["amount_off"] <= 0):
+            raise StripeError.invalid(
+                "An `amount_off` coupon needs a positive amount and a `currency`.", "currency"
+            )
+        duration = p.get("duration", "once")
+        months = p.get("duration_in_months")
+        if (duration == "repeating") != (months is not None):
+            raise StripeError.invalid(
+                "`duration_in_months` is required with, and only with, `duration=repeating`.",
+                "duration_in_months",
+            )
+        coupon_id = p.get("id") or self.ids.new("co")
+        if coupon_id in self.coupons:
+            raise StripeError.invalid("Coupon already exists.", "id", "resource_already_exists")
+        coupon = Coupon(
+            id=coupon_id,
+            created=self.now,
+            duration=duration,
+            percent_off=percent,
+            amount_off=p.get("amount_off"),
+            currency=p["currency"].lower() if "currency" in p else None,
+            duration_in_months=months,
+            name=p.get("name") or None,
+            metadata=merge_metadata({}, p.get("metadata", {})),
+        )
+        self.coupons[coupon.id] = coupon
+        return self.render_coupon(coupon)
+
+    def create_tax_rate(self, p: Json) -> Json:
+        """docs.stripe.com/api/tax_rates/create; only exclusive rates are modelled."""
+        only(
+            p,
+            {"display_name", "percentage", "inclusive", "country", "jurisdiction",
+             "description", "metadata", "active"},
+        )  # fmt: skip
+        if p.get("inclusive"):
+            raise StripeError.unsupported("inclusive")
+        rate = TaxRate(
+            id=self.ids.new("txr"),
+            created=self.now,
+            display_name=p["display_name"],
+            percentage=Decimal(str(p["percentage"])),
+            active=p.get("active", True),
+            country=p.get("country"),
+            jurisdiction=p.get("jurisdiction"),
+            description=p.get("description"),
+            metadata=merge_metadata({}, p.get("metadata", {})),
+        )
+        self.tax_rates[rate.id] = rate
+        return self.render_tax_rate(rate)
+
+    def coupon(self, object_id: str, param: str = "id") -> Coupon:
+        if object_id not in self.coupons:
+            raise StripeError.missing("coupon", object_id, param)
+        return self.coupons[object_id]
+
+    def tax_rate(self, object_id: str, param: str = "id") -> TaxRate:
+        if object_id not in self.tax_rates:
+            raise StripeError.missing("tax_rate", object_id, param)
+        return self.tax_rates[object_id]
 
     # ------------------------------------------------------------------ products
 

@@ -29,6 +29,7 @@ from tests.fakes.stripe_billing import (
 )
 from tests.fakes.stripe_invoices import InvoiceOps
 from tests.fakes.stripe_models import (
+    Discount,
     Invoice,
     Line,
     PendingUpdate,
@@ -209,10 +210,14 @@ class SubscriptionOps(InvoiceOps):
                 charges.append(
                     self._full_line(sub.id, item.id, price, item.quantity, pd, period[3])
                 )
-                item.billed_amount, item.billed_from = full, pd
+                item.billed_amount, item.billed_from = self.net_of_discounts(sub, full), pd
                 item.billed_price, item.billed_quantity = price.id, item.quantity
             elif is_changed and prorating:
-                charge = prorate(full, sub.basis_start, end, pd) if live else 0
+                charge = (
+                    self.net_of_discounts(sub, prorate(full, sub.basis_start, end, pd))
+                    if live
+                    else 0
+                )
                 if live:
                     charges.append(
                         self._proration_line(
@@ -300,6 +305,7 @@ class SubscriptionOps(InvoiceOps):
                 "customer", "items", "metadata", "payment_behavior", "proration_behavior",
                 "billing_cycle_anchor", "default_payment_method", "description",
                 "collection_method", "off_session", "billing_mode", "cancel_at_period_end",
+                "discounts", "default_tax_rates",
             },
         )  # fmt: skip
         if "customer" not in p:
@@ -382,6 +388,8 @@ class SubscriptionOps(InvoiceOps):
             default_payment_method=p.get("default_payment_method"),
             description=p.get("description") or None,
         )
+        self._redeem(sub, p.get("discounts"))
+        self._tax_with(sub, p.get("default_tax_rates"))
         lines: list[Line] = []
         for ip, price in zip(p["items"], prices, strict=True):
             quantity = ip.get("quantity", 1)
@@ -398,9 +406,9 @@ class SubscriptionOps(InvoiceOps):
             full = price.unit_amount * quantity
             if k == 1:
                 lines.append(self._full_line(sub.id, item.id, price, quantity, now, end))
-                item.billed_amount = full
+                item.billed_amount = self.net_of_discounts(sub, full)
             elif behavior != "none":
-                item.billed_amount = prorate(full, basis, end, now)
+                item.billed_amount = self.net_of_discounts(sub, prorate(full, basis, end, now))
                 lines.append(
                     self._proration_line(
                         sub.id, item.id, price, quantity, item.billed_amount, now, end, False
@@ -440,7 +448,7 @@ class SubscriptionOps(InvoiceOps):
             {
                 "items", "proration_behavior", "proration_date", "payment_behavior", "metadata",
                 "cancel_at_period_end", "description", "default_payment_method", "off_session",
-                "collection_method", "cancellation_details",
+                "collection_method", "cancellation_details", "discounts", "default_tax_rates",
             },
         )  # fmt: skip
         if sub.status == "canceled" and set(p) - {"metadata", "cancellation_details", "expand"}:
@@ -472,6 +480,9 @@ class SubscriptionOps(InvoiceOps):
         if "proration_date" in p:
             self._check_proration_date(sub, pd, "proration_date")
         before = self.s.render_subscription(sub)
+        # Set before the items change, so that the change's own prorations see them.
+        self._redeem(sub, p.get("discounts"))
+        self._tax_with(sub, p.get("default_tax_rates"))
         if sub.pending_update is not None and "items" in p:
             self._discard_pending_update(sub)
         plan = self.plan_items(sub, p.get("items", []), pd, behavior) if "items" in p else None
@@ -501,6 +512,61 @@ class SubscriptionOps(InvoiceOps):
         if pending and self.s.pending_update_raises:
             raise StripeError.card_declined(keep_state=True)
         return after
+
+    def _redeem(self, sub: Subscription, value: Any) -> None:
+        """`discounts`: "A populated array overwrites the existing discounts on the
+        subscription. If not specified or empty array, it leaves the subscription's discounts
+        unchanged. If empty string, it clears the subscription's discounts" (the SDK's
+        SubscriptionUpdateParams.discounts). Each coupon is redeemed into a Discount, which for
+        a repeating coupon ends `duration_in_months` later (docs.stripe.com/api/discounts/
+        object)."""
+        if value == "":
+            sub.discounts = []
+            return
+        if not value:
+            return
+        redeemed: list[str] = []
+        for index, param in enumerate(value):
+            only(param, {"coupon"}, f"discounts[{index}]")
+            if "coupon" not in param:
+                raise StripeError.unsupported(f"discounts[{index}]")
+            coupon = self.s.coupon(param["coupon"], f"discounts[{index}][coupon]")
+            if coupon.currency is not None and coupon.currency != sub.currency:
+                raise StripeError.invalid(
+                    f"The coupon's currency ({coupon.currency}) must match the subscription's "
+                    f"({sub.currency}).",
+                    f"discounts[{index}][coupon]",
+                )
+            end = None
+            if coupon.duration == "repeating":
+                assert coupon.duration_in_months is not None
+                end = boundary(self.s.now, "month", coupon.duration_in_months, 1)
+            discount = Discount(
+                id=self.s.ids.new("di"),
+                coupon=coupon.id,
+                customer=sub.customer,
+                subscription=sub.id,
+                start=self.s.now,
+                end=end,
+            )
+            self.s.discounts[discount.id] = discount
+            coupon.times_redeemed += 1
+            redeemed.append(discount.id)
+        sub.discounts = redeemed
+
+    def _tax_with(self, sub: Subscription, value: Any) -> None:
+        """`default_tax_rates`: "The tax rates that will apply to any subscription item that
+        does not have `tax_rates` set ... Pass an empty string to remove previously-defined tax
+        rates" (the SDK's SubscriptionUpdateParams.default_tax_rates)."""
+        if value is None:
+            return
+        if value == "":
+            sub.default_tax_rates = []
+            return
+        sub.default_tax_rates = [
+            self.s.tax_rate(rate_id, f"default_tax_rates[{index}]").id
+            for index, rate_id in enumerate(value)
+        ]
 
     def _execute(
         self,

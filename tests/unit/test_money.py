@@ -12,8 +12,10 @@ from service.domain.money import (
     CurrencyMismatchError,
     Money,
     monthly_from_interval,
+    percent_of,
     round_half_away,
 )
+from service.domain.quotes import PriceBreakdown
 
 
 def test_floats_are_refused() -> None:
@@ -63,3 +65,36 @@ def test_fraction_stays_integer_and_bounded(amount: int, part: int, whole: int) 
     share = Money(amount, "EUR").fraction(part, whole)
     assert isinstance(share.minor, int)
     assert 0 <= share.minor <= amount
+
+
+@pytest.mark.parametrize(
+    ("amount", "percent", "expected"),
+    [
+        (12_900, "20", 2_580),
+        (1_005, "10", 101),
+        (-1_005, "10", -101),
+        (999, "33.3", 333),
+        (0, "50", 0),
+    ],
+)
+def test_percent_of_rounds_half_away_from_zero(amount: int, percent: str, expected: int) -> None:
+    assert percent_of(amount, Decimal(percent)) == expected
+
+
+def test_a_price_breakdown_adds_up_to_the_amount_due() -> None:
+    usd = "USD"
+    breakdown = PriceBreakdown.of(
+        list_amount=Money(2_250, usd),
+        total_excluding_tax=Money(1_800, usd),
+        tax=Money(180, usd),
+        amount_due=Money(1_480, usd),
+    )
+    assert (breakdown.discounts, breakdown.credit_applied) == (Money(450, usd), Money(500, usd))
+    assert (
+        breakdown.list_amount - breakdown.discounts + breakdown.tax - breakdown.credit_applied
+        == breakdown.amount_due
+    )
+    assert breakdown.describe() == (
+        "list 22.50 USD, discounts -4.50 USD, tax +1.80 USD, credit balance -5.00 USD"
+        " = 14.80 USD due"
+    )

@@ -31,7 +31,10 @@ class UpgradeIn(Strict):
     offer_token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     target: TargetIn | None = None
     expected_amount_due_minor: StrictInt | None = Field(
-        default=None, description="With a target: refuse (409) unless the quote still says this"
+        default=None,
+        description="Refuse (409) unless the amount due now is this. With an offer token it "
+        "confirms the amount a 409 quote_changed named (Stripe's price, e.g. after a discount, "
+        "tax or credit balance) instead of the offer's",
     )
 
     @model_validator(mode="after")
