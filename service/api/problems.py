@@ -63,6 +63,7 @@ def problem_response(
     field: str | None = None,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> JSONResponse:
     problem = Problem(
         type=f"/problems/{code}",
@@ -75,7 +76,7 @@ def problem_response(
         errors=errors,
     )
     return JSONResponse(
-        problem.model_dump(exclude_none=True),
+        {**problem.model_dump(exclude_none=True), **(extra or {})},
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
@@ -110,6 +111,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         detail=exc.detail,
         field=exc.field,
         headers=headers,
+        extra=exc.extra,
     )
 
 

@@ -10,6 +10,8 @@ class DomainError(Exception):
     title: str = "Request refused"
     status: int = 400
     retry_after_s: int | None = None  # when set, the answer says when to try again
+    # Extension members of the problem document (RFC 9457 §3.2), for a client to act on.
+    extra: dict[str, object] | None = None
 
     def __init__(self, detail: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(detail)

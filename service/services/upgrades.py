@@ -473,11 +473,17 @@ def _confirm_price(
             gateway.name,
             quote.amount_due.minor,
         )
-        raise QuoteChanged(
+        changed = QuoteChanged(
             f"the amount due is now {quote.amount_due.minor}, not {accepted}{_why(quote)}; "
             "fetch the offers again, or confirm this offer with expected_amount_due_minor "
             f"{quote.amount_due.minor}"
         )
+        # What the client needs to show the provider's price and confirm it (the widget does).
+        changed.extra = {
+            "amount_due": _money_json(quote.amount_due),
+            "price_explained": quote.breakdown.describe() if quote.breakdown else None,
+        }
+        raise changed
     return quote
 
 

@@ -176,6 +176,7 @@ export class UpshiftOffers extends HTMLElement {
   showOffers(offers, notice = null) {
     const top = offers[0] || null;
     this.offer = top;
+    this.providerPrice = null;
     const due = top && top.quote ? formatMoney(top.quote.amount_due_now, this.locale) : null;
     if (notice && notice.kind === "changed") {
       const text = due ? `The price changed: ${due} due today.` : "That offer is no longer available.";
@@ -223,9 +224,11 @@ export class UpshiftOffers extends HTMLElement {
     if (!checking) this.show("upgrading", "Upgrading…", false);
     let response;
     try {
+      const body = { offer_token: this.offer.offer_token };
+      if (this.providerPrice) body.expected_amount_due_minor = this.providerPrice.amount_due.amount_minor;
       response = await this.request(`${this.accountPath}/upgrades`, {
         method: "POST",
-        body: { offer_token: this.offer.offer_token },
+        body,
         headers: { "Idempotency-Key": this.pendingKey },
       });
     } catch {
@@ -259,7 +262,16 @@ export class UpshiftOffers extends HTMLElement {
       this.pendingKey = null;
       this.declineText = problemText(problem, "Your payment was declined.");
       this.show("declined", `Payment declined: ${this.declineText}`, true);
+    } else if (response.status === 409 && problem.code === "quote_changed" && problem.amount_due &&
+               !this.providerPrice) {
+      // The billing provider prices this very offer differently from the list price (a
+      // discount, tax, a credit balance): show its amount, and confirm exactly that.
+      this.pendingKey = null;
+      this.providerPrice = { amount_due: problem.amount_due, price_explained: problem.price_explained };
+      const now = formatMoney(problem.amount_due, this.locale);
+      this.show("confirm", `Your price is ${now} due today. Please review it.`, true);
     } else if (response.status === 409 || CHANGED_CODES.has(problem.code)) {
+      this.providerPrice = null;
       this.pendingKey = null;
       const before = this.offer.quote.amount_due_now;
       this.offer = null;
@@ -516,12 +528,19 @@ export class UpshiftOffers extends HTMLElement {
 
   confirmView() {
     const quote = this.offer.quote;
-    const due = formatMoney(quote.amount_due_now, this.locale);
+    // The billing provider's own price once it named one (a discount, tax, a credit balance).
+    const provider = this.providerPrice;
+    const due = formatMoney(provider ? provider.amount_due : quote.amount_due_now, this.locale);
     const busy = this.state === "upgrading";
     return el("div", {},
       this.heading("Confirm your upgrade"),
       el("p", {}, `${this.planLine(quote.current)} → ${this.planLine(quote.target)}.`),
-      this.priceView(quote),
+      provider ? null : this.priceView(quote),
+      provider
+        ? el("p", { class: "notice info", "data-testid": "provider-price" },
+          `Your price with your discounts, tax and credit: ${due} due today` +
+          (provider.price_explained ? ` (${provider.price_explained}).` : "."))
+        : null,
       el("p", { class: "muted" }, `${due} is charged to your card on file now.`),
       el("div", { class: "actions" },
         // aria-disabled, not disabled: the button keeps focus while the upgrade runs, and

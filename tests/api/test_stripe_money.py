@@ -193,8 +193,10 @@ def test_a_forever_coupon_lowers_mrr_and_stripes_price_is_confirmed_as_shown(
         {"target": {"seats": 9}, "expected_amount_due_minor": 1_500},
         "k1",
     )
-    detail = assert_problem(stale, 409, "quote_changed")["detail"]
-    assert "900" in detail and "discounts -6.00 USD" in detail
+    problem = assert_problem(stale, 409, "quote_changed")
+    assert "900" in problem["detail"] and "discounts -6.00 USD" in problem["detail"]
+    assert problem["amount_due"] == money(900)  # for the widget to show and confirm
+    assert "discounts -6.00 USD" in problem["price_explained"]
     done = upgrade(
         stripe_http, admin_headers, {"target": {"seats": 9}, "expected_amount_due_minor": 900}, "k2"
     )

@@ -96,3 +96,39 @@ def test_the_customer_confirms_the_payment_and_the_widget_shows_the_upgrade(
     expect(widget).to_contain_text("You're upgraded")
     rows = ledger_rows(db, "acme")
     assert len(rows) == 2 and rows[-1].source == "self_serve_offer"
+
+
+def test_a_discounted_customer_confirms_stripes_price_in_the_widget(
+    page: Any, served: Served, admin_headers: dict[str, str], world: StripeWorld, db: Engine
+) -> None:
+    """Offers are priced at list price (locally, without asking Stripe); at confirm Stripe's
+    price with the customer's 20% coupon is the authority. The widget shows it and charges
+    exactly it, instead of fetching the same list-price offer again and again."""
+    with TestClient(served.app) as http:
+        sub = world.subscribe("acme", GROWTH_7)
+        world.link(http, admin_headers, "acme", GROWTH_7, sub)
+        world.advance(days=15)
+        coupon = world.sdk.v1.coupons.create(params={"percent_off": 20, "duration": "forever"})
+        world.sdk.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": coupon.id}]})
+        world.deliver(http)
+        report_active_seats(http, admin_headers, 7)
+        token = http.post("/v1/accounts/acme/session-tokens", headers=admin_headers).json()
+    api = served.api_url
+    served.html["page"] = f"""<!doctype html><title>Relay</title>
+<script type="module" src="{api}/static/upshift.js"></script>
+<upshift-offers api-base="{api}" account-id="acme"
+                session-token="{token["token"]}"></upshift-offers>"""
+    page.goto(served.product_url)
+    widget = page.locator("upshift-offers")
+    page.locator("upshift-offers[state=offer]").wait_for()
+    widget.get_by_role("button", name="Review upgrade").click()
+    widget.get_by_role("button", name=re.compile("^Upgrade now")).click()
+    price = widget.get_by_test_id("provider-price")
+    expect(price).to_contain_text("discounts")
+    shown = re.search(r"\$[\d.,]+", price.inner_text()).group(0)
+    screenshot(page, "widget-provider-price")
+    widget.get_by_role("button", name=f"Upgrade now · {shown}").click()
+    page.locator("upshift-offers[state=success]").wait_for()
+    expect(widget).to_contain_text(f"Charged {shown}")
+    entry = ledger_rows(db, "acme")[-1]
+    assert entry.kind == "expansion" and entry.source == "self_serve_offer"
