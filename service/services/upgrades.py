@@ -454,9 +454,10 @@ def _confirm_price(
             request.expected_amount_due is not None
             and request.expected_amount_due != quote.amount_due.minor
         ):
-            raise QuoteChanged(
+            raise _quote_changed(
+                quote,
                 f"the amount due is now {quote.amount_due.minor}, not "
-                f"{request.expected_amount_due}{_why(quote)}; review the new quote"
+                f"{request.expected_amount_due}{_why(quote)}; review the new quote",
             )
         return quote
     # The customer may confirm the provider's amount they were shown (the 409 below names it).
@@ -473,18 +474,24 @@ def _confirm_price(
             gateway.name,
             quote.amount_due.minor,
         )
-        changed = QuoteChanged(
+        raise _quote_changed(
+            quote,
             f"the amount due is now {quote.amount_due.minor}, not {accepted}{_why(quote)}; "
             "fetch the offers again, or confirm this offer with expected_amount_due_minor "
-            f"{quote.amount_due.minor}"
+            f"{quote.amount_due.minor}",
         )
-        # What the client needs to show the provider's price and confirm it (the widget does).
-        changed.extra = {
-            "amount_due": _money_json(quote.amount_due),
-            "price_explained": quote.breakdown.describe() if quote.breakdown else None,
-        }
-        raise changed
     return quote
+
+
+def _quote_changed(quote: Quote, detail: str) -> QuoteChanged:
+    """409 quote_changed with what a client needs to show the provider's price and confirm it
+    (the widget does): the amount due and why it differs from the list price."""
+    changed = QuoteChanged(detail)
+    changed.extra = {
+        "amount_due": _money_json(quote.amount_due),
+        "price_explained": quote.breakdown.describe() if quote.breakdown else None,
+    }
+    return changed
 
 
 @dataclass(frozen=True, slots=True)
