@@ -21,6 +21,7 @@ from tests.fakes.stripe_models import (
     Schedule,
     SubItem,
     Subscription,
+    TestClock,
 )
 
 __all__ = ["Renderer"]
@@ -54,6 +55,32 @@ class Renderer:
     subscriptions: dict[str, Subscription]
     invoices: dict[str, Invoice]
     schedules: dict[str, Schedule]
+    test_clocks: dict[str, TestClock]
+
+    def _clock_of(self, customer_id: str) -> str | None:
+        """A subscription, invoice or schedule belongs to its customer's test clock."""
+        customer = self.customers.get(customer_id)
+        return customer.test_clock if customer is not None else None
+
+    def render_test_clock(self, c: TestClock) -> Json:
+        """docs.stripe.com/api/test_clocks/object; `deletes_after` is a week after `created`,
+        as in the API reference's example (1680112806 -> 1680717606). While it advances,
+        `status_details.advancing.target_frozen_time` is "The `frozen_time` that the Test Clock
+        is advancing towards" (the SDK's TestClock.StatusDetails)."""
+        details: Json = {}
+        if c.advancing_to is not None:
+            details["advancing"] = {"target_frozen_time": c.advancing_to}
+        return {
+            "id": c.id,
+            "object": "test_helpers.test_clock",
+            "created": c.created,
+            "deletes_after": c.created + 7 * 86_400,
+            "frozen_time": c.frozen_time,
+            "livemode": False,
+            "name": c.name,
+            "status": c.status,
+            "status_details": details,
+        }
 
     def render_customer(self, c: Customer) -> Json:
         return {
@@ -83,7 +110,7 @@ class Renderer:
             "preferred_locales": [],
             "shipping": None,
             "tax_exempt": "none",
-            "test_clock": None,
+            "test_clock": c.test_clock,
         }
 
     def render_product(self, p: Product) -> Json:
@@ -253,7 +280,7 @@ class Renderer:
             "schedule": s.schedule,
             "start_date": s.created,
             "status": s.status,
-            "test_clock": None,
+            "test_clock": self._clock_of(s.customer),
             "transfer_data": None,
             "trial_end": None,
             "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
@@ -419,7 +446,7 @@ class Renderer:
             },
             "subtotal": total,
             "subtotal_excluding_tax": total,
-            "test_clock": None,
+            "test_clock": self._clock_of(inv.customer),
             "threshold_reason": None,
             "total": total,
             "total_discount_amounts": [],
@@ -519,7 +546,7 @@ class Renderer:
             "released_subscription": sc.released_subscription,
             "status": sc.status,
             "subscription": sc.subscription,
-            "test_clock": None,
+            "test_clock": self._clock_of(sc.customer),
         }
 
     def render_id(self, object_id: str) -> Json | None:
@@ -536,4 +563,6 @@ class Renderer:
             return self.render_invoice(self.invoices[object_id])
         if object_id in self.schedules:
             return self.render_schedule(self.schedules[object_id])
+        if object_id in self.test_clocks:
+            return self.render_test_clock(self.test_clocks[object_id])
         return None
