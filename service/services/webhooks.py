@@ -33,6 +33,7 @@ from service.domain.periods import Period
 from service.ports import Clock
 from service.services.account_state import account_mrr, mark_changed, plan_of, plan_snapshot
 from service.services.ledger import ledger_balances, record_movement
+from service.services.test_clocks import CLOCK_EVENTS, clock_advanced, follow_subscription_clock
 
 log = logging.getLogger("upshift.webhooks")
 
@@ -58,7 +59,7 @@ SCHEDULE_END_EVENTS = frozenset(
         "subscription_schedule.aborted",
     }
 )
-SYNCED_EVENTS = SUBSCRIPTION_EVENTS | INVOICE_EVENTS | SCHEDULE_END_EVENTS
+SYNCED_EVENTS = SUBSCRIPTION_EVENTS | INVOICE_EVENTS | SCHEDULE_END_EVENTS | CLOCK_EVENTS
 
 # Stripe's subscription statuses in the account's words
 # (docs.stripe.com/billing/subscriptions/overview#subscription-statuses).
@@ -199,6 +200,10 @@ def _handle(
 ) -> Receipt:
     event = row.payload
     obj = event["data"]["object"]
+    if row.type in CLOCK_EVENTS:
+        moved = clock_advanced(session, obj, now)
+        detail = f"accounts on the test clock: {', '.join(moved)}" if moved else "no account moved"
+        return Receipt(Outcome.processed, row.external_id, row.type, detail=detail)
     subscription_id = _subscription_id(row.type, obj)
     if row.type not in SYNCED_EVENTS or subscription_id is None:
         return Receipt(Outcome.ignored, row.external_id, row.type, detail="not synced")
@@ -318,8 +323,13 @@ def sync_account(
         raise UnmappableSubscription(
             f"subscription {remote.id} has no single base item with a catalog price"
         )
+    clock_moved = follow_subscription_clock(account, remote)
     if _state(account) == (plan, status, remote.period, remote.customer_id, remote.id):
-        return False
+        if clock_moved:
+            account.updated_at = now
+            session.flush()
+            mark_changed(session, account.id)
+        return clock_moved
     before = plan_snapshot(account)
     account.tier = plan.tier
     account.interval = plan.interval.value
