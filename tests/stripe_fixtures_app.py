@@ -99,8 +99,14 @@ class StripeWorld:
         assert len(prices) == 1, lookup_key
         return prices[0].id
 
-    def subscribe(self, account_id: str, plan: Plan, **extra: Any) -> stripe.Subscription:
-        customer = self.sdk.v1.customers.create(params={"name": account_id})
+    def subscribe(
+        self, account_id: str, plan: Plan, *, test_clock: str | None = None, **extra: Any
+    ) -> stripe.Subscription:
+        """A customer (on `test_clock`, if given) subscribed to `plan`."""
+        customer_params: dict[str, Any] = {"name": account_id}
+        if test_clock is not None:
+            customer_params["test_clock"] = test_clock
+        customer = self.sdk.v1.customers.create(params=customer_params)  # type: ignore[arg-type]
         self.customers[account_id] = customer.id
         items = [
             {"price": self.price_id(line.lookup_key), "quantity": line.quantity}

@@ -61,6 +61,10 @@ class AccountRow(Base):
     # Renewals count whole intervals from here, so a cycle anchored on the 31st comes back to
     # the 31st after February (as Stripe's billing_cycle_anchor does).
     billing_cycle_anchor: Mapped[datetime | None]
+    # Stripe test mode: the test clock the subscription lives on and that clock's frozen time,
+    # which is the account's billing "now" (proration dates, period checks) while it is set.
+    billing_test_clock_id: Mapped[str | None] = mapped_column(String(255))
+    billing_frozen_time: Mapped[datetime | None]
     # Local billing: credit the customer is owed (a change whose total was negative), applied to
     # the next renewal invoices first, as Stripe's customer balance is. Minor units, >= 0.
     credit_balance_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

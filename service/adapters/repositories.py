@@ -60,6 +60,19 @@ class AccountRepository(BulkSqlRepository):
         self.session.add(row)
         self.session.flush()
 
+    def on_test_clock(self, clock_id: str) -> list[AccountRow]:
+        """The accounts billed by subscriptions on a Stripe test clock, locked and read again
+        once locked (as `get` does). Test mode only: a clock holds a few customers."""
+        return list(
+            self.session.scalars(
+                select(AccountRow)
+                .where(AccountRow.billing_test_clock_id == clock_id)
+                .order_by(AccountRow.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        )
+
     def claim_due(
         self, now: datetime, statuses: Collection[str], limit: int, skip: Collection[str] = ()
     ) -> list[AccountRow]:

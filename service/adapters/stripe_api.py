@@ -280,6 +280,11 @@ class RemoteSubscription:
     has_pending_update: bool
     mrr: Money  # what the customer pays a month for it, after forever discounts, before tax
     pending_update_expires_at: datetime | None = None
+    # Test mode: the test clock the subscription lives on ("ID of the test clock this
+    # subscription belongs to": the SDK's Subscription.test_clock) and its frozen time, the
+    # subscription's "now" (docs.stripe.com/api/test_clocks/object). None in live mode.
+    test_clock: str | None = None
+    frozen_time: datetime | None = None
 
 
 def subscription_mrr(raw: Json, currency: str) -> Money:
@@ -395,7 +400,19 @@ class StripeBilling:
             has_pending_update=raw.get("pending_update") is not None,
             pending_update_expires_at=_pending_expiry(raw.get("pending_update")),
             mrr=subscription_mrr(raw, currency),
+            test_clock=id_of(raw.get("test_clock")),
+            frozen_time=self._frozen_time(raw.get("test_clock")),
         )
+
+    def _frozen_time(self, test_clock: Any) -> datetime | None:
+        """The frozen time of the subscription's test clock (expanded, or read: test mode only,
+        so live mode never pays the call); None when it lives on no clock."""
+        if test_clock is None:
+            return None
+        if not isinstance(test_clock, dict):
+            with stripe_errors("read the subscription's test clock"):
+                test_clock = as_json(self.client.v1.test_helpers.test_clocks.retrieve(test_clock))
+        return utc(test_clock["frozen_time"])
 
     def verify_event(self, payload: bytes, signature: str | None) -> Json:
         """The event, once its signature and timestamp check out; raises InvalidWebhook."""

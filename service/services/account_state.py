@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from service.adapters.change_feed import changed_accounts, mark_changed
 from service.adapters.orm import AccountRow
@@ -37,6 +38,16 @@ class AccountState:
     period: Period
     customer_id: str | None
     subscription_id: str | None
+    # The frozen time of the Stripe test clock the subscription lives on (test mode), synced
+    # from Stripe; None: billing runs on the service's clock.
+    frozen_time: datetime | None = None
+
+    def billing_time(self, now: datetime) -> datetime:
+        """The account's billing "now": what proration dates are pinned to and the period is
+        checked against. The service clock's `now`, unless the subscription lives on a Stripe
+        test clock, whose objects all stand at its frozen time (docs.stripe.com/api/
+        test_clocks/object: "Time at which all objects belonging to this clock are frozen")."""
+        return now if self.frozen_time is None else self.frozen_time
 
     @property
     def billing(self) -> BillingAccount:
@@ -60,6 +71,7 @@ def state_of(row: AccountRow) -> AccountState:
         period=Period(row.current_period_start, row.current_period_end),
         customer_id=row.billing_customer_id,
         subscription_id=row.billing_subscription_id,
+        frozen_time=row.billing_frozen_time,
     )
 
 

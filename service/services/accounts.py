@@ -131,6 +131,9 @@ def put_account(
     row.current_period_end = period_end
     row.billing_cycle_anchor = period_start
     row.billing_customer_id = data.billing_customer_id
+    if row.billing_subscription_id != data.billing_subscription_id:
+        # Another subscription's test clock is learnt from Stripe (webhooks.sync_account).
+        row.billing_test_clock_id = row.billing_frozen_time = None
     row.billing_subscription_id = data.billing_subscription_id
     row.updated_at = now
     if created:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -97,7 +97,8 @@ def read_offer_plan(
     billing period has ended (it is to be renewed first)."""
     with statement_reads(factory) as session:
         account = get_account(session, account_id)
-        if current_only and account.current_period_end <= now:
+        billing_now = account.billing_frozen_time or now  # AccountState.billing_time
+        if current_only and account.current_period_end <= billing_now:
             return None
         inputs = load_offer_inputs(session, catalog, account, now)
     return plan_offers(catalog, inputs, signer)
@@ -149,6 +150,10 @@ class OfferPlan:
 
     @property
     def period_end(self) -> datetime:
+        """Until when the plan may be cached: its period's end, or, on a Stripe test clock,
+        until the clock moves (which changes the account, so every cache drops the plan)."""
+        if self.account.frozen_time is not None:
+            return datetime.max.replace(tzinfo=UTC)
         return self.account.period.end
 
 
@@ -254,6 +259,15 @@ def planned_offer(
     )
 
 
+def clock_shift(account: AccountState, now: datetime) -> timedelta:
+    """How far the service's clock is ahead of the account's billing time, by whole seconds
+    (zero unless the subscription lives on a Stripe test clock): an offer pinned at a moment
+    of billing time expires OFFER_TTL later by the service's clock, which checks its token."""
+    if account.frozen_time is None:
+        return timedelta(0)
+    return now.replace(microsecond=0) - account.frozen_time.replace(microsecond=0)
+
+
 def price_offers(plan: OfferPlan, now: datetime) -> AccountOffers:
     """The planned offers priced at `now` by the local engine (the general path: `show_offers`
     gives the same offers in a few integer operations each) and signed with the plan's token
@@ -271,7 +285,7 @@ def price_offers(plan: OfferPlan, now: datetime) -> AccountOffers:
         pinned = quote.proration_date if quote else now.replace(microsecond=0)
         expires_at = pinned + OFFER_TTL
         if quote is not None:
-            expires_at = min(expires_at, quote.period.end)
+            expires_at = min(expires_at, quote.period.end) + clock_shift(account, now)
         oid = offer_id(planned.id_material, pinned)
         token = None if quote is None else sign_offer(planned, oid, quote, expires_at)
         offers.append(PricedOffer(oid, candidate, quote, planned.score, expires_at, token))
@@ -293,10 +307,12 @@ def show_offers(plan: OfferPlan, now: datetime) -> list[ShownOffer]:
     with the plan: the same offers, ids, amounts and tokens, in a few integer operations each
     and without building quotes (the page-load path; see domain.quote_terms)."""
     account = plan.account
-    sellable = now < account.period.end  # else no change is until the period is renewed
-    moment = proration_moment(pinned_proration_date(now, None, account.period))
+    billing_now = account.billing_time(now)  # a Stripe test clock's frozen time, or now
+    sellable = billing_now < account.period.end  # else no change is until it is renewed
+    moment = proration_moment(pinned_proration_date(billing_now, None, account.period))
     pinned_unix = unix(moment.proration_date)
     quoted_expiry = moment.proration_date + OFFER_TTL
+    shift = clock_shift(account, now)
     shown: list[ShownOffer] = []
     for index, planned in enumerate(plan.offers):
         terms, claims = planned.terms, planned.claims
@@ -307,7 +323,7 @@ def show_offers(plan: OfferPlan, now: datetime) -> list[ShownOffer]:
             continue
         if sellable and terms is not None and claims is not None and terms.covers(moment):
             quote = terms.at(moment)
-            expires_at = min(quoted_expiry, quote.period_end)
+            expires_at = min(quoted_expiry, quote.period_end) + shift
             oid = planned.id_material.id_at(pinned_unix)
             token = claims.sign(quote.amount_due, unix(expires_at), oid, pinned_unix)
             shown.append(ShownOffer(index, oid, quote, expires_at, token))

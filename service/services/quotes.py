@@ -103,7 +103,11 @@ def price_for_account(
     now: datetime,
     requested_proration_date: datetime | None = None,
 ) -> Quote:
-    """A prepared change priced for the account at `now` (or the requested proration date)."""
+    """A prepared change priced for the account at `now` (or the requested proration date);
+    `now` is the service's, and the account's billing time stands in for it (a Stripe test
+    clock's frozen time: AccountState.billing_time), so the offer, the confirm and Stripe
+    agree on the proration date."""
+    now = account.billing_time(now)
     if now >= account.period.end:
         # Local billing renews before quoting; with Stripe the renewal webhook is still due.
         raise BillingPeriodEnded("the account's billing period has ended and is not renewed yet")

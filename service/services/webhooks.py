@@ -38,6 +38,7 @@ from service.domain.periods import Period
 from service.ports import Clock
 from service.services.account_state import mark_changed, plan_of, plan_snapshot
 from service.services.ledger import ledger_balances, record_movement
+from service.services.test_clocks import CLOCK_EVENTS, clock_advanced, follow_subscription_clock
 from service.services.upgrades import UpgradeInProgress, settle_upgrades
 
 log = logging.getLogger("upshift.webhooks")
@@ -68,7 +69,7 @@ SCHEDULE_END_EVENTS = frozenset(
         "subscription_schedule.aborted",
     }
 )
-SYNCED_EVENTS = SUBSCRIPTION_EVENTS | INVOICE_EVENTS | SCHEDULE_END_EVENTS
+SYNCED_EVENTS = SUBSCRIPTION_EVENTS | INVOICE_EVENTS | SCHEDULE_END_EVENTS | CLOCK_EVENTS
 
 # Stripe's subscription statuses in the account's words
 # (docs.stripe.com/billing/subscriptions/overview#subscription-statuses).
@@ -214,6 +215,10 @@ def _handle(
 ) -> Receipt:
     event = row.payload
     obj = event["data"]["object"]
+    if row.type in CLOCK_EVENTS:
+        moved = clock_advanced(session, obj, now)
+        detail = f"accounts on the test clock: {', '.join(moved)}" if moved else "no account moved"
+        return Receipt(Outcome.processed, row.external_id, row.type, detail=detail)
     subscription_id = _subscription_id(row.type, obj)
     if row.type not in SYNCED_EVENTS or subscription_id is None:
         return Receipt(Outcome.ignored, row.external_id, row.type, detail="not synced")
@@ -360,6 +365,7 @@ def sync_account(
         )
     paying = status in (AccountStatus.active, AccountStatus.past_due)  # as account_mrr counts
     mrr_after = remote.mrr if paying else Money.zero(remote.currency)
+    clock_moved = follow_subscription_clock(account, remote)
     unchanged = _state(account) == (
         plan,
         status,
@@ -369,7 +375,11 @@ def sync_account(
         remote.currency,
     )
     if unchanged and ledger_balances(session, account.id) == _balances(mrr_after):
-        return False
+        if clock_moved:
+            account.updated_at = now
+            session.flush()
+            mark_changed(session, account.id)
+        return clock_moved
     before = plan_snapshot(account)
     account.tier = plan.tier
     account.interval = plan.interval.value

@@ -213,10 +213,58 @@ def _life_of_a_subscription(fake: FakeStripe) -> list[Json]:
     return objects
 
 
+def _life_on_a_test_clock(fake: FakeStripe) -> list[Json]:
+    """A customer on a test clock, its subscription renewed by advancing the clock: the clock
+    as created, advancing and ready, what belongs to it, and the events on the way."""
+    client = fake.client()
+    clock = client.v1.test_helpers.test_clocks.create(
+        params={"frozen_time": fake.now - 20 * 86_400, "name": "shape"}
+    )
+    customer = client.v1.customers.create(params={"test_clock": clock.id})
+    product = client.v1.products.create(params={"name": "Clocked"})
+    price = client.v1.prices.create(
+        params={
+            "product": product.id,
+            "unit_amount": 5_000,
+            "currency": "usd",
+            "recurring": {"interval": "month"},
+        }
+    )
+    sub = client.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": price.id}]}
+    )
+    advancing = client.v1.test_helpers.test_clocks.advance(
+        clock.id, params={"frozen_time": clock.frozen_time + 35 * 86_400}
+    )
+    renewed = client.v1.subscriptions.retrieve(sub.id, params={"expand": ["test_clock"]})
+    events = [
+        event
+        for event in client.v1.events.list(params={"limit": 100}).auto_paging_iter()
+        if clock.id in (event.data.object.to_dict().get(key) for key in ("id", "test_clock"))
+    ]
+    assert {event.type for event in events} >= {
+        "test_helpers.test_clock.advancing",
+        "test_helpers.test_clock.ready",
+        "customer.subscription.updated",  # the renewal on the clock
+        "invoice.paid",
+    }
+    return [
+        clock.to_dict(),
+        customer.to_dict(),
+        sub.to_dict(),
+        advancing.to_dict(),
+        client.v1.test_helpers.test_clocks.retrieve(clock.id).to_dict(),
+        renewed.to_dict(),
+        client.v1.invoices.retrieve(renewed.latest_invoice).to_dict(),  # type: ignore[arg-type]
+        *(event.to_dict() for event in events),
+    ]
+
+
 def test_every_rendered_object_has_the_sdks_shape(fake_stripe: FakeStripe) -> None:
     problems: list[str] = []
     seen: set[str] = set()
-    for raw in _life_of_a_subscription(fake_stripe):
+    lives = _life_of_a_subscription(fake_stripe) + _life_on_a_test_clock(fake_stripe)
+    for raw in lives:
         kind = raw["object"]
         seen.add(kind)
         check(raw, _class_of(kind), kind, problems)
@@ -240,6 +288,8 @@ def test_every_rendered_object_has_the_sdks_shape(fake_stripe: FakeStripe) -> No
         "coupon",
         "tax_rate",
         "discount",
+        "test_helpers.test_clock",
+        "event:test_helpers.test_clock",
     }, seen
 
 

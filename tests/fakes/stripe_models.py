@@ -30,6 +30,7 @@ __all__ = [
     "StripeError",
     "SubItem",
     "Subscription",
+    "TestClock",
 ]
 
 Json = dict[str, Any]
@@ -152,6 +153,24 @@ class Customer:
     # cards): every payment attempt needs the customer's 3-D Secure step (FakeStripe.
     # require_authentication).
     requires_authentication: bool = False
+    # "ID of the test clock to attach to the customer" (CustomerCreateParams.test_clock): its
+    # subscriptions and invoices live on that clock's time, not the account's.
+    test_clock: str | None = None
+
+
+@dataclass
+class TestClock:
+    """A test clock (docs.stripe.com/api/test_clocks/object): the frozen time of the objects
+    that belong to it (its customers, their subscriptions, invoices and schedules)."""
+
+    __test__ = False  # not a pytest test class
+
+    id: str
+    created: int  # the account's time, not the clock's (the API reference's example)
+    frozen_time: int
+    name: str | None = None
+    status: str = "ready"  # "advancing" | "internal_failure" | "ready"
+    advancing_to: int | None = None  # status_details.advancing.target_frozen_time
 
 
 @dataclass

@@ -103,10 +103,13 @@ def decode_form(raw: str) -> dict[str, Any]:
 
 @functools.cache
 def params_class(name: str) -> type:
-    """The ``stripe.params`` TypedDict called ``name`` (e.g. ``SubscriptionUpdateParams``)."""
-    import stripe.params
+    """The ``stripe.params`` TypedDict called ``name`` (e.g. ``SubscriptionUpdateParams``);
+    a dotted name is in a sub-package (``test_helpers.TestClockAdvanceParams``)."""
+    import importlib
 
-    cls = getattr(stripe.params, name)
+    *package, last = name.split(".")
+    module = importlib.import_module(".".join(["stripe.params", *package]))
+    cls = getattr(module, last)
     if not typing_extensions.is_typeddict(cls):
         raise TypeError(f"{name} is not a TypedDict")
     return cls

@@ -25,6 +25,7 @@ from tests.fakes.stripe_models import (
     SubItem,
     Subscription,
     TaxRate,
+    TestClock,
 )
 
 __all__ = ["Renderer"]
@@ -124,6 +125,33 @@ class Renderer:
             "tax_type": None,
         }
 
+    test_clocks: dict[str, TestClock]
+
+    def _clock_of(self, customer_id: str) -> str | None:
+        """A subscription, invoice or schedule belongs to its customer's test clock."""
+        customer = self.customers.get(customer_id)
+        return customer.test_clock if customer is not None else None
+
+    def render_test_clock(self, c: TestClock) -> Json:
+        """docs.stripe.com/api/test_clocks/object; `deletes_after` is a week after `created`,
+        as in the API reference's example (1680112806 -> 1680717606). While it advances,
+        `status_details.advancing.target_frozen_time` is "The `frozen_time` that the Test Clock
+        is advancing towards" (the SDK's TestClock.StatusDetails)."""
+        details: Json = {}
+        if c.advancing_to is not None:
+            details["advancing"] = {"target_frozen_time": c.advancing_to}
+        return {
+            "id": c.id,
+            "object": "test_helpers.test_clock",
+            "created": c.created,
+            "deletes_after": c.created + 7 * 86_400,
+            "frozen_time": c.frozen_time,
+            "livemode": False,
+            "name": c.name,
+            "status": c.status,
+            "status_details": details,
+        }
+
     def render_customer(self, c: Customer) -> Json:
         return {
             "id": c.id,
@@ -152,7 +180,7 @@ class Renderer:
             "preferred_locales": [],
             "shipping": None,
             "tax_exempt": "none",
-            "test_clock": None,
+            "test_clock": c.test_clock,
         }
 
     def render_product(self, p: Product) -> Json:
@@ -324,7 +352,7 @@ class Renderer:
             "schedule": s.schedule,
             "start_date": s.created,
             "status": s.status,
-            "test_clock": None,
+            "test_clock": self._clock_of(s.customer),
             "transfer_data": None,
             "trial_end": None,
             "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
@@ -517,7 +545,7 @@ class Renderer:
             },
             "subtotal": inv.subtotal,
             "subtotal_excluding_tax": inv.subtotal,
-            "test_clock": None,
+            "test_clock": self._clock_of(inv.customer),
             "threshold_reason": None,
             "total": total,
             "total_discount_amounts": [
@@ -638,7 +666,7 @@ class Renderer:
             "released_subscription": sc.released_subscription,
             "status": sc.status,
             "subscription": sc.subscription,
-            "test_clock": None,
+            "test_clock": self._clock_of(sc.customer),
         }
 
     def hosted_invoice_url(self, inv: Invoice) -> str:
@@ -752,4 +780,6 @@ class Renderer:
             return self.render_discount(self.discounts[object_id])
         if object_id in self.tax_rates:
             return self.render_tax_rate(self.tax_rates[object_id])
+        if object_id in self.test_clocks:
+            return self.render_test_clock(self.test_clocks[object_id])
         return None

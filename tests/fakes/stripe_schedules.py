@@ -22,16 +22,18 @@ from tests.fakes.stripe_models import (
     Schedule,
     StripeError,
     Subscription,
+    TestClock,
 )
 from tests.fakes.stripe_state import merge_metadata, only
 from tests.fakes.stripe_subscriptions import SubscriptionOps
+from tests.fakes.stripe_test_clocks import TestClockOps
 
 __all__ = ["BillingEngine"]
 
 Json = dict[str, Any]
 
 
-class BillingEngine(SubscriptionOps):
+class BillingEngine(SubscriptionOps, TestClockOps):
     """Everything billing-related the HTTP layer and the clock call into."""
 
     def create_schedule(self, p: Json) -> Json:
@@ -278,35 +280,53 @@ class BillingEngine(SubscriptionOps):
             self.s.emit("subscription_schedule.canceled", self.s.render_schedule(sched))
         return self.s.render_schedule(sched)
 
-    def advance_to(self, target: int) -> list[Event]:
-        if target < self.s.now:
+    def advance_to(self, target: int, clock: TestClock | None = None) -> list[Event]:
+        """Run what falls due up to `target`, in time order: on the account's own time (`clock`
+        None) for the objects on no test clock, or on `clock`'s for the objects that belong to
+        it, whose "frozen_time" then becomes `target` (docs.stripe.com/api/test_clocks/advance).
+        """
+        outside = self.s.now
+        start = outside if clock is None else clock.frozen_time
+        if target < start:
             raise ValueError("the fake Stripe clock cannot go backwards")
+        owner = None if clock is None else clock.id
         first = len(self.s.events)
         self.s.request_context = (None, None)
         self.s.request_haystacks = []
-        for _ in range(100_000):
-            due = self._next_due(target)
-            if due is None:
-                break
-            when, _, kind, object_id = due
-            self.s.now = max(self.s.now, when)
-            if kind == "phase":
-                self._next_phase(self.s.schedules[object_id])
-            elif kind == "expire":
-                self._expire_pending(self.s.subscriptions[object_id])
-            else:
-                self._renew(self.s.subscriptions[object_id])
-        else:  # pragma: no cover - guards against a modelling bug looping forever
-            raise RuntimeError("fake Stripe clock did not settle")
-        self.s.now = target
+        self.s.now = start
+        try:
+            for _ in range(100_000):
+                due = self._next_due(target, owner)
+                if due is None:
+                    break
+                when, _, kind, object_id = due
+                self.s.now = max(self.s.now, when)
+                if kind == "phase":
+                    self._next_phase(self.s.schedules[object_id])
+                elif kind == "expire":
+                    self._expire_pending(self.s.subscriptions[object_id])
+                else:
+                    self._renew(self.s.subscriptions[object_id])
+            else:  # pragma: no cover - guards against a modelling bug looping forever
+                raise RuntimeError("fake Stripe clock did not settle")
+        finally:
+            self.s.now = outside
+        if clock is None:
+            self.s.now = target
+        else:
+            clock.frozen_time = target
         return self.s.events[first:]
 
-    def _next_due(self, target: int) -> tuple[int, int, str, str] | None:
+    def _next_due(self, target: int, owner: str | None) -> tuple[int, int, str, str] | None:
+        """The next thing due by `target` among the objects on test clock `owner` (None: on
+        none)."""
         due: list[tuple[int, int, str, str]] = []
         for sched in self.s.schedules.values():
-            if sched.status == "active":
+            if sched.status == "active" and self.s.clock_id_of(sched.customer) == owner:
                 due.append((sched.phases[sched.current].end_date, 0, "phase", sched.id))
         for sub in self.s.subscriptions.values():
+            if self.s.clock_id_of(sub.customer) != owner:
+                continue
             if sub.pending_update is not None:
                 due.append((sub.pending_update.expires_at, 1, "expire", sub.id))
             if sub.status in ("active", "past_due"):

@@ -77,7 +77,9 @@ Clock
     Starts at 2026-11-01T00:00:00Z.  ``advance(seconds)`` / ``set_time(ts)`` run,
     in time order, schedule phase boundaries, pending-update expiries and period
     renewals (a ``subscription_cycle`` invoice with pending proration items plus the
-    new period, paid), emitting events.
+    new period, paid), emitting events.  Objects of a customer on a test clock
+    (``test_helpers.test_clocks``, see :mod:`tests.fakes.stripe_test_clocks`) live on
+    the clock's ``frozen_time`` instead, and move only when the clock is advanced.
 
 Controller (:class:`FakeStripe`)
     ``start()``/``stop()`` (also a context manager), ``base_url``, ``api_key``,
@@ -225,6 +227,15 @@ _ROUTES: list[_Route] = [
        "WebhookEndpointCreateParams", lambda s, b, i, p: s.create_webhook_endpoint(p)),
     _r("webhook_endpoints.list", "GET", "/v1/webhook_endpoints", "WebhookEndpointListParams",
        lambda s, b, i, p: s.list_webhook_endpoints(p)),
+    _r("test_helpers.test_clocks.create", "POST", "/v1/test_helpers/test_clocks",
+       "test_helpers.TestClockCreateParams", lambda s, b, i, p: b.create_test_clock(p)),
+    _r("test_helpers.test_clocks.list", "GET", "/v1/test_helpers/test_clocks",
+       "test_helpers.TestClockListParams", lambda s, b, i, p: b.list_test_clocks(p)),
+    _r("test_helpers.test_clocks.retrieve", "GET", "/v1/test_helpers/test_clocks/{id}",
+       "test_helpers.TestClockRetrieveParams",
+       lambda s, b, i, p: s.render_test_clock(s.test_clock(i))),
+    _r("test_helpers.test_clocks.advance", "POST", "/v1/test_helpers/test_clocks/{id}/advance",
+       "test_helpers.TestClockAdvanceParams", lambda s, b, i, p: b.advance_test_clock(i, p)),
     _r("events.retrieve", "GET", "/v1/events/{id}", "EventRetrieveParams",
        lambda s, b, i, p: s.event(i).render(s.api_version)),
     _r("events.list", "GET", "/v1/events", "EventListParams",
@@ -771,7 +782,8 @@ class FakeStripe:
         state.request_haystacks = haystacks
         snapshot = state.snapshot() if method != "GET" else None
         try:
-            result = route.handler(state, self._billing, object_id, params)
+            with state.on_clock_of(object_id, params):
+                result = route.handler(state, self._billing, object_id, params)
             if params.get("expand"):
                 result = state.expand(result, params["expand"])
             response = _Response(200, _json_bytes(result))

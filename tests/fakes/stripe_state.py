@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +31,7 @@ from tests.fakes.stripe_models import (
     StripeError,
     Subscription,
     TaxRate,
+    TestClock,
 )
 from tests.fakes.stripe_render import EMBEDDED_LINES, Renderer
 
@@ -100,6 +103,7 @@ class FakeStripeState(Renderer):
             self.coupons: dict[str, Coupon] = {}
             self.discounts: dict[str, Discount] = {}
             self.tax_rates: dict[str, TaxRate] = {}
+            self.test_clocks: dict[str, TestClock] = {}
             self.events: list[Event] = []
             self.webhook_endpoints: dict[str, Json] = {}
             self.account_api_version = ACCOUNT_DEFAULT_API_VERSION
@@ -115,7 +119,7 @@ class FakeStripeState(Renderer):
     _STORES = (
         "customers", "products", "prices", "subscriptions", "invoices", "schedules",
         "coupons", "discounts", "tax_rates", "webhook_endpoints", "update_counts", "_invoice_seq",
-        "payment_intents",
+        "payment_intents", "test_clocks",
     )  # fmt: skip
 
     def snapshot(self) -> tuple[dict[str, Any], int]:
@@ -160,6 +164,57 @@ class FakeStripeState(Renderer):
         if object_id not in self.schedules:
             raise StripeError.missing("subscription schedule", object_id, param)
         return self.schedules[object_id]
+
+    def test_clock(self, object_id: str, param: str = "id") -> TestClock:
+        if object_id not in self.test_clocks:
+            raise StripeError.missing("test clock", object_id, param)
+        return self.test_clocks[object_id]
+
+    def clock_of(self, customer_id: str) -> TestClock | None:
+        """The test clock the customer (and so its subscriptions and invoices) belongs to."""
+        customer = self.customers.get(customer_id)
+        if customer is None or customer.test_clock is None:
+            return None
+        return self.test_clocks.get(customer.test_clock)
+
+    def clock_id_of(self, customer_id: str) -> str | None:
+        clock = self.clock_of(customer_id)
+        return None if clock is None else clock.id
+
+    def _customer_of(self, object_id: str) -> str | None:
+        if object_id in self.customers:
+            return object_id
+        for store in (self.subscriptions, self.invoices, self.schedules):
+            owned = store.get(object_id)
+            if owned is not None:
+                return str(owned.customer)
+        return None
+
+    @contextmanager
+    def on_clock_of(self, object_id: str, params: Json) -> Iterator[None]:
+        """Run a request on the time of the objects it concerns: a test clock's frozen time for
+        a customer on a clock and what belongs to it ("Time at which all objects belonging to
+        this clock are frozen": docs.stripe.com/api/test_clocks/object), the account's own
+        time for everything else."""
+        clock: TestClock | None = None
+        refs = (object_id, *(params.get(k) for k in ("subscription", "from_subscription")))
+        for ref in (*refs, params.get("customer")):
+            customer = self._customer_of(ref) if isinstance(ref, str) and ref else None
+            if customer is not None:
+                clock = self.clock_of(customer)
+                break
+        else:
+            named = params.get("test_clock")
+            clock = self.test_clocks.get(named) if isinstance(named, str) else None
+        if clock is None:
+            yield
+            return
+        outside = self.now
+        self.now = clock.frozen_time
+        try:
+            yield
+        finally:
+            self.now = outside
 
     def event(self, object_id: str) -> Event:
         for event in self.events:
@@ -267,7 +322,11 @@ class FakeStripeState(Renderer):
     # ------------------------------------------------------------------ customers
 
     def create_customer(self, p: Json) -> Json:
-        only(p, {"email", "name", "description", "metadata", "payment_method"})
+        only(p, {"email", "name", "description", "metadata", "payment_method", "test_clock"})
+        # "ID of the test clock to attach to the customer" (CustomerCreateParams.test_clock;
+        # docs.stripe.com/billing/testing/test-clocks/api-advanced-usage: "create a customer
+        # first, then a subscription for them. Both ... are associated with the simulation").
+        clock = self.test_clock(p["test_clock"], "test_clock") if "test_clock" in p else None
         customer = Customer(
             id=self.ids.new("cus"),
             created=self.now,
@@ -276,6 +335,7 @@ class FakeStripeState(Renderer):
             description=p.get("description") or None,
             metadata=merge_metadata({}, p.get("metadata", {})),
             default_payment_method=p.get("payment_method"),
+            test_clock=clock.id if clock else None,
         )
         self.customers[customer.id] = customer
         rendered = self.render_customer(customer)
