@@ -257,7 +257,7 @@ export class UpshiftOffers extends HTMLElement {
       if (!checking) {
         this.show("authenticate", "Your bank asks you to confirm this payment.", true);
       }
-      this.pollTimer = setTimeout(() => this.upgrade(), this.pollMs || 3000);
+      this.pollTimer = setTimeout(() => this.upgrade(), this.pollMs || 5000);
     } else if (response.status === 402) {
       this.pendingKey = null;
       this.declineText = problemText(problem, "Your payment was declined.");
