@@ -35,6 +35,8 @@ def catalog_diff(old: Path, new: Path, database_url: str | None, as_json: bool) 
     add-ons) and, for the live accounts (all taken to be on OLD), each tier's accounts and MRR
     before and after the move, and the accounts NEW cannot take as they are. Changes nothing.
     An invalid catalog is refused with its problems (exit 2)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from service.adapters.catalog_loader import load_catalog
     from service.adapters.db import make_engine
     from service.domain.catalog import CatalogError
@@ -52,11 +54,16 @@ def catalog_diff(old: Path, new: Path, database_url: str | None, as_json: bool) 
     if errors:
         click.echo("\n".join(errors), err=True)
         sys.exit(2)
-    engine = make_engine(database_url or Settings().database_url)
+    url = database_url or Settings().database_url
+    engine = make_engine(url)
     try:
         diff = diff_against_accounts(engine, *catalogs)
     except CurrencyMismatchError as exc:
         click.echo(f"cannot diff: {exc}", err=True)
+        sys.exit(2)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        click.echo(f"cannot read the accounts (is the database migrated?): {reason}", err=True)
         sys.exit(2)
     finally:
         engine.dispose()

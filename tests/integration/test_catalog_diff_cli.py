@@ -195,3 +195,11 @@ def test_catalogs_in_different_currencies_are_refused(
     result = diff(database_url, OLD, path)
     assert result.exit_code == 2
     assert "OLD prices in USD, NEW in EUR" in result.output
+
+
+def test_a_database_without_the_schema_is_a_clean_refusal(tmp_path: Path) -> None:
+    result = diff(f"sqlite:///{tmp_path / 'empty.db'}", OLD, OLD)
+    assert result.exit_code == 2
+    assert result.output == (
+        "cannot read the accounts (is the database migrated?): no such table: accounts\n"
+    )

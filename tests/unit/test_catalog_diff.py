@@ -279,3 +279,17 @@ def test_moving_accounts_there_and_back_nets_to_zero_and_tiers_sum_to_the_total(
     assert there.mrr_after == usd(sum(plan_mrr(new, p).minor * n for p, n in groups))
     assert sum(t.mrr_change.minor for t in there.tiers) == there.mrr_change.minor
     assert there.accounts == sum(n for _, n in groups)
+
+
+@settings(max_examples=60, deadline=None)
+@given(new=repriced())
+def test_a_repricing_is_exactly_its_changed_prices_and_none_back_to_itself(new: Catalog) -> None:
+    changed = {
+        path: (OLD.money(price.amount), new.money(dict(new.all_prices())[path].amount))
+        for path, price in OLD.all_prices()
+        if price.amount != dict(new.all_prices())[path].amount
+    }
+    changes = diff_catalogs(OLD, new)
+    assert {c.path: (c.before, c.after) for c in changes} == changed
+    assert {c.kind for c in changes} <= {ChangeKind.price_changed}
+    assert diff_catalogs(new, new) == ()
