@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -102,21 +103,34 @@ class PlanLine:
         return self.unit_amount.times(self.quantity)
 
 
+def pays(status: AccountStatus | str) -> bool:
+    """Whether an account in this status pays, and so has MRR (active, or past due)."""
+    return status in (AccountStatus.active, AccountStatus.past_due)
+
+
 def validate_plan(catalog: Catalog, plan: Plan, *, prefix: str = "") -> None:
     """Raise ValidationFailed naming the field when the plan is not sellable by this catalog."""
+    for problem in plan_problems(catalog, plan, prefix=prefix):
+        raise problem
+
+
+def plan_problems(catalog: Catalog, plan: Plan, *, prefix: str = "") -> Iterator[ValidationFailed]:
+    """Every reason the plan is not sellable by this catalog, each naming its field; none when it
+    is (an unknown tier hides the rest: nothing else can be checked against it)."""
     tier = catalog.tiers.get(plan.tier)
     if tier is None:
-        raise ValidationFailed(
+        yield ValidationFailed(
             f"unknown tier '{plan.tier}'", field=f"{prefix}tier", code="unknown_tier"
         )
+        return
     if tier.self_serve and plan.interval not in tier.prices:
-        raise ValidationFailed(
+        yield ValidationFailed(
             f"tier '{plan.tier}' has no {plan.interval.value} price",
             field=f"{prefix}interval",
             code="interval_not_offered",
         )
     if not tier.seats.included <= plan.seats <= tier.seats.max:
-        raise ValidationFailed(
+        yield ValidationFailed(
             f"seats must be between {tier.seats.included} and {tier.seats.max} "
             f"on tier '{plan.tier}', got {plan.seats}",
             field=f"{prefix}seats",
@@ -126,17 +140,17 @@ def validate_plan(catalog: Catalog, plan: Plan, *, prefix: str = "") -> None:
         where = f"{prefix}addons.{addon_key}"
         addon = catalog.addons.get(addon_key)
         if addon is None:
-            raise ValidationFailed(
+            yield ValidationFailed(
                 f"unknown add-on '{addon_key}'", field=where, code="unknown_addon"
             )
-        if addon_key not in tier.addons:
-            raise ValidationFailed(
+        elif addon_key not in tier.addons:
+            yield ValidationFailed(
                 f"add-on '{addon_key}' is not available on tier '{plan.tier}'",
                 field=where,
                 code="addon_not_allowed",
             )
-        if not 1 <= quantity <= addon.max_quantity:
-            raise ValidationFailed(
+        elif not 1 <= quantity <= addon.max_quantity:
+            yield ValidationFailed(
                 f"add-on '{addon_key}' quantity must be between 1 and {addon.max_quantity}",
                 field=where,
                 code="addon_quantity_out_of_range",

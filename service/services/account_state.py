@@ -8,7 +8,7 @@ from datetime import datetime
 from service.adapters.change_feed import changed_accounts, mark_changed
 from service.adapters.orm import AccountRow
 from service.adapters.usage_repository import AccountColumns
-from service.domain.accounts import AccountStatus, Plan
+from service.domain.accounts import AccountStatus, Plan, pays
 from service.domain.catalog import Catalog, Interval
 from service.domain.ledger import PlanSnapshot
 from service.domain.money import Money
@@ -92,6 +92,6 @@ def plan_snapshot(plan: AccountRow | Plan) -> PlanSnapshot:
 
 def account_mrr(catalog: Catalog, row: AccountRow | AccountColumns) -> Money:
     """Monthly recurring revenue of the account's plan; zero unless it is paying."""
-    if row.status not in (AccountStatus.active, AccountStatus.past_due):
+    if not pays(row.status):
         return Money.zero(row.currency)
     return plan_mrr(catalog, plan_of(row))

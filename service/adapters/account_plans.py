@@ -1,0 +1,34 @@
+"""Every live account's plan and status, streamed with one query (a catalog diff reads them all)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, String, cast, select
+
+from service.adapters.orm import AccountRow
+from service.domain.accounts import AccountStatus
+
+# (id, tier, interval, seats, add-ons as their stored JSON text, status): the add-ons stay text
+# so that accounts with equal plans group without decoding each row's JSON.
+PLAN_COLUMNS = (
+    AccountRow.id,
+    AccountRow.tier,
+    AccountRow.interval,
+    AccountRow.seats,
+    cast(AccountRow.addons, String),
+    AccountRow.status,
+)
+
+
+def stream_account_plans(
+    connection: Connection, *, batch_size: int = 10_000
+) -> Iterator[Sequence[Row[Any]]]:
+    """Batches of live accounts' plan rows (not canceled), read with one server-side cursor on
+    PostgreSQL (stream_results), in no particular order."""
+    statement = select(*PLAN_COLUMNS).where(AccountRow.status != AccountStatus.canceled.value)
+    result = connection.execution_options(stream_results=True, yield_per=batch_size).execute(
+        statement
+    )
+    yield from result.partitions()
