@@ -53,8 +53,12 @@ class AccountInput:
 def get_account(session: Session, account_id: str) -> AccountRow:
     row = AccountRepository(session).get(account_id)
     if row is None:
-        raise NotFound(f"account '{account_id}' not found", code="account_not_found")
+        raise unknown_account(account_id)
     return row
+
+
+def unknown_account(account_id: str) -> NotFound:
+    return NotFound(f"account '{account_id}' not found", code="account_not_found")
 
 
 def put_account(
