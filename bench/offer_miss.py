@@ -25,7 +25,7 @@ from offers import TOKEN_SECRET, seed
 from service.adapters.db import statement_reads
 from service.api.app import create_app
 from service.api.offer_page import offers_page
-from service.api.routes.offers import _offers_body
+from service.api.routes.offers import offers_body
 from service.services.offers import plan_offers, read_offer_inputs
 from service.settings import Settings
 
@@ -56,7 +56,7 @@ def main() -> None:
             read = time.perf_counter()
             plan = plan_offers(catalog, inputs, signer)
             planned = time.perf_counter()
-            _offers_body(state, offers_page(plan), now)
+            offers_body(state, offers_page(plan), now)
             rendered = time.perf_counter()
             if parts is not None:
                 parts.append([read - started, planned - read, rendered - planned])

@@ -11,13 +11,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
 from service.adapters.db import statement_reads
+from service.api.deps import account_principal
 from service.domain.errors import NotFound
 from service.services.account_state import state_of
 from service.services.accounts import get_account
 from service.services.billing import billed_lines
 from service.services.offers import OfferInputs, read_offer_inputs
 from service.services.signals import signal_summary
+from service.services.tokens import issue_session_token
 from service.services.usage import usage_snapshot
+from tests.api.test_accounts import assert_problem
 from tests.fakes.clock import FakeClock
 
 
@@ -120,3 +123,39 @@ def test_a_miss_of_an_unknown_account_is_not_found(app: FastAPI, db: Engine, clo
     with statement_reads(app.state.session_factory) as session, pytest.raises(NotFound) as error:
         read_offer_inputs(session, app.state.catalog, "nobody", clock.now())
     assert error.value.code == "account_not_found"
+
+
+def test_a_page_load_miss_is_read_and_answered_before_fastapi(
+    client: TestClient, app: FastAPI, admin_headers: dict[str, str], clock: FakeClock, busy_acme
+) -> None:
+    """A session token for an account not cached: api.page_loads reads it in a worker thread,
+    keeps it in the cache and answers the route's bytes; FastAPI's machinery is not reached."""
+    routed = client.get("/v1/accounts/acme/upgrade-offers", headers=admin_headers)  # a server key
+    gates = client.get("/v1/accounts/acme/entitlements", headers=admin_headers)
+    assert routed.status_code == gates.status_code == 200
+    token = client.post("/v1/accounts/acme/session-tokens", headers=admin_headers).json()["token"]
+    app.state.account_caches.clear()
+
+    def not_reached() -> None:
+        raise AssertionError("the FastAPI route was reached")
+
+    app.dependency_overrides[account_principal] = not_reached
+    browser = {"Authorization": f"Bearer {token}"}
+    try:
+        missed = client.get("/v1/accounts/acme/upgrade-offers", headers=browser)
+        missed_gates = client.get("/v1/accounts/acme/entitlements", headers=browser)
+    finally:
+        app.dependency_overrides.clear()
+    assert missed.status_code == missed_gates.status_code == 200
+    assert missed.content == routed.content  # the same second: the same ids and tokens
+    assert missed_gates.content == gates.content
+    assert app.state.offer_cache.get("acme", clock.now()) is not None
+    assert app.state.entitlement_cache.get("acme", clock.now()) is not None
+
+    # A miss that fails goes on to the route, which answers with its problem.
+    ghost, _ = issue_session_token(app.state.token_signer, "ghost", clock.now(), 600)
+    for path in ("upgrade-offers", "entitlements"):
+        response = client.get(
+            f"/v1/accounts/ghost/{path}", headers={"Authorization": f"Bearer {ghost}"}
+        )
+        assert_problem(response, 404, "account_not_found")
