@@ -156,6 +156,35 @@ def prepare_change(catalog: Catalog, current: Plan, target: Plan) -> PreparedCha
     )
 
 
+PlanKey = tuple[str, Interval, int, tuple[tuple[str, int], ...]]
+
+
+def plan_key(plan: Plan) -> PlanKey:
+    """A plan as a hashable value: equal keys, equal plans."""
+    return (plan.tier, plan.interval, plan.seats, tuple(sorted(plan.addons.items())))
+
+
+class ChangeBook:
+    """`prepare_change` per (current plan, target plan), computed once per combination for a
+    catalog: offer pages prepare the same few changes for account after account (as
+    usage.LimitBook keeps limits). A change that is not allowed raises each time."""
+
+    def __init__(self, catalog: Catalog, max_entries: int = 4096) -> None:
+        self.catalog = catalog
+        self.max_entries = max_entries
+        self._changes: dict[tuple[PlanKey, PlanKey], PreparedChange] = {}
+
+    def prepare(self, current: Plan, target: Plan) -> PreparedChange:
+        key = (plan_key(current), plan_key(target))
+        change = self._changes.get(key)
+        if change is None:
+            change = prepare_change(self.catalog, current, target)
+            if len(self._changes) >= self.max_entries:
+                self._changes.clear()  # bounded: the few combinations in use come back
+            self._changes[key] = change
+        return change
+
+
 def price_change(
     change: PreparedChange,
     period: Period,
