@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.account_reading import read_account
-from service.adapters.db import statement_reads
+from service.adapters.db import statement_read
 from service.adapters.usage_repository import usage_account
 from service.domain.accounts import plan_to_json
 from service.domain.catalog import Catalog
@@ -121,10 +121,11 @@ def read_offer_plan(
     current_only: bool,
 ) -> OfferPlan | None:
     """A cache miss: the account's inputs read without a transaction around them (see
-    db.statement_reads), then ranked and prepared. `current_only`: None for an account whose
+    db.statement_read), then ranked and prepared. `current_only`: None for an account whose
     billing period has ended (it is to be renewed first)."""
-    with statement_reads(factory) as session:
-        inputs = read_offer_inputs(session, catalog, account_id, now)
+    inputs = statement_read(
+        factory, lambda session: read_offer_inputs(session, catalog, account_id, now)
+    )
     if current_only and inputs.account.period.end <= now:
         return None
     return plan_offers(catalog, inputs, signer)

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 
-from service.adapters.db import statement_reads
+from service.adapters.db import statement_read, statement_read_engine, statement_reads
 from service.api.deps import account_principal
 from service.domain.errors import NotFound
 from service.services.account_state import state_of
@@ -22,6 +22,7 @@ from service.services.tokens import issue_session_token
 from service.services.usage import usage_snapshot
 from tests.api.test_accounts import assert_problem
 from tests.fakes.clock import FakeClock
+from tests.ledger_fixtures import skip_unless_postgres
 
 
 def usage(client: TestClient, headers: dict[str, str], feature: str, quantity: int, action: str):
@@ -159,3 +160,37 @@ def test_a_page_load_miss_is_read_and_answered_before_fastapi(
             f"/v1/accounts/ghost/{path}", headers={"Authorization": f"Bearer {ghost}"}
         )
         assert_problem(response, 404, "account_not_found")
+
+
+def test_a_statement_read_on_postgresql_is_not_pinged_and_outlives_a_dropped_connection(
+    app: FastAPI, db: Engine, clock: FakeClock, busy_acme: None, monkeypatch
+) -> None:
+    """db.statement_read: one round trip per statement (its pool lends connections without
+    pool_pre_ping's SELECT), and a connection the server dropped costs a retry, not an error."""
+    skip_unless_postgres(db)
+    readers = statement_read_engine(db)
+
+    def no_ping(_connection: object) -> bool:
+        raise AssertionError("a connection was pinged before a statement read")
+
+    monkeypatch.setattr(readers.dialect, "do_ping", no_ping)
+    factory, catalog = app.state.session_factory, app.state.catalog
+
+    def read() -> OfferInputs:
+        return statement_read(
+            factory, lambda session: read_offer_inputs(session, catalog, "acme", clock.now())
+        )
+
+    expected = read_per_aggregate(app, clock)
+    assert read() == expected
+    # The server ends every idle connection of the readers' pool (a restart, a proxy timeout).
+    with db.connect() as admin:
+        ended = admin.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state = 'idle' AND query LIKE 'SELECT accounts.id%'"
+            )
+        ).scalar_one()
+    assert ended >= 1
+    assert read() == expected
