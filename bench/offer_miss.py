@@ -6,7 +6,7 @@ Run: UPSHIFT_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 Accounts are seeded as bench/offers.py seeds them. Each figure is the median per account over
 one pass through every account, in microseconds: `read_us` the database read
-(services.offers.read_offer_inputs in db.statement_read), `plan_us` ranking and preparing
+(services.offers.read_offer_inputs in db.connection_read), `plan_us` ranking and preparing
 (services.offers.plan_offers), `render_us` the page (api.offer_page.offers_page plus the first
 body), `miss_us` all three; `read_cpu_us` and `miss_cpu_us` the CPU time this process spent
 on the read and on the whole miss (the rest of the read is the round trip and PostgreSQL).
@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from common import REPO, fresh_database, print_result, uvicorn_server
 from offers import TOKEN_SECRET, seed
 
-from service.adapters.db import statement_read
+from service.adapters.db import connection_read
 from service.api.app import create_app
 from service.api.offer_page import offers_page
 from service.api.routes.offers import offers_body
@@ -52,8 +52,8 @@ def main() -> None:
 
         def miss(account_id: str, now: datetime, parts: list[list[float]] | None) -> None:
             started, started_cpu = time.perf_counter(), time.thread_time()
-            inputs = statement_read(
-                factory, lambda session: read_offer_inputs(session, catalog, account_id, now)
+            inputs = connection_read(
+                factory, lambda connection: read_offer_inputs(connection, catalog, account_id, now)
             )
             read, read_cpu = time.perf_counter(), time.thread_time()
             plan = plan_offers(catalog, inputs, signer)

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.account_reading import read_account
-from service.adapters.db import statement_read
+from service.adapters.db import connection_read
 from service.adapters.usage_repository import usage_account
 from service.domain.accounts import plan_to_json
 from service.domain.catalog import Catalog
@@ -77,13 +78,12 @@ class AccountOffers:
 
 
 def read_offer_inputs(
-    session: Session, catalog: Catalog, account_id: str, now: datetime
+    connection: Connection, catalog: Catalog, account_id: str, now: datetime
 ) -> OfferInputs:
     """The account's offer inputs at `now` (NotFound for an unknown account), in one statement
     (adapters.account_reading): the cache miss's one round trip. The same inputs as
     services.usage.usage_snapshot, services.billing.billed_lines and
     services.signals.signal_summary give, which take a statement each."""
-    connection = session.connection()
     # The counters of a current period: lifetime, the calendar month, and the billing period
     # (the account's own current one, which the statement adds).
     starts = {LIFETIME_START, calendar_month(now).start}
@@ -121,10 +121,10 @@ def read_offer_plan(
     current_only: bool,
 ) -> OfferPlan | None:
     """A cache miss: the account's inputs read without a transaction around them (see
-    db.statement_read), then ranked and prepared. `current_only`: None for an account whose
+    db.connection_read), then ranked and prepared. `current_only`: None for an account whose
     billing period has ended (it is to be renewed first)."""
-    inputs = statement_read(
-        factory, lambda session: read_offer_inputs(session, catalog, account_id, now)
+    inputs = connection_read(
+        factory, lambda connection: read_offer_inputs(connection, catalog, account_id, now)
     )
     if current_only and inputs.account.period.end <= now:
         return None

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, text
 
-from service.adapters.db import statement_read, statement_read_engine, statement_reads
+from service.adapters.db import connection_read, statement_read_engine, statement_reads
 from service.api.deps import account_principal
 from service.domain.errors import NotFound
 from service.services.account_state import state_of
@@ -86,7 +86,7 @@ def read_in_statements(app: FastAPI, db: Engine, clock: FakeClock) -> tuple[Offe
     with statement_reads(app.state.session_factory) as session:
         event.listen(db, "before_cursor_execute", count)
         try:
-            inputs = read_offer_inputs(session, app.state.catalog, "acme", clock.now())
+            inputs = read_offer_inputs(session.connection(), app.state.catalog, "acme", clock.now())
         finally:
             event.remove(db, "before_cursor_execute", count)
     return inputs, len(statements)
@@ -122,7 +122,7 @@ def test_a_miss_after_the_period_ended_counts_the_period_now_falls_in(
 
 def test_a_miss_of_an_unknown_account_is_not_found(app: FastAPI, db: Engine, clock) -> None:
     with statement_reads(app.state.session_factory) as session, pytest.raises(NotFound) as error:
-        read_offer_inputs(session, app.state.catalog, "nobody", clock.now())
+        read_offer_inputs(session.connection(), app.state.catalog, "nobody", clock.now())
     assert error.value.code == "account_not_found"
 
 
@@ -162,10 +162,10 @@ def test_a_page_load_miss_is_read_and_answered_before_fastapi(
         assert_problem(response, 404, "account_not_found")
 
 
-def test_a_statement_read_on_postgresql_is_not_pinged_and_outlives_a_dropped_connection(
+def test_a_connection_read_on_postgresql_is_not_pinged_and_outlives_a_dropped_connection(
     app: FastAPI, db: Engine, clock: FakeClock, busy_acme: None, monkeypatch
 ) -> None:
-    """db.statement_read: one round trip per statement (its pool lends connections without
+    """db.connection_read: one round trip per statement (its pool lends connections without
     pool_pre_ping's SELECT), and a connection the server dropped costs a retry, not an error."""
     skip_unless_postgres(db)
     readers = statement_read_engine(db)
@@ -177,8 +177,8 @@ def test_a_statement_read_on_postgresql_is_not_pinged_and_outlives_a_dropped_con
     factory, catalog = app.state.session_factory, app.state.catalog
 
     def read() -> OfferInputs:
-        return statement_read(
-            factory, lambda session: read_offer_inputs(session, catalog, "acme", clock.now())
+        return connection_read(
+            factory, lambda connection: read_offer_inputs(connection, catalog, "acme", clock.now())
         )
 
     expected = read_per_aggregate(app, clock)
