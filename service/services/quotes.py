@@ -12,9 +12,9 @@ from service.domain.errors import Conflict, ValidationFailed
 from service.domain.periods import Period
 from service.domain.proration import BilledLine
 from service.domain.quotes import (
-    ChangeBook,
     PreparedChange,
     Quote,
+    change_book,
     free_during_trial,
     price_change,
 )
@@ -85,19 +85,6 @@ def prepare_for_account(catalog: Catalog, account: AccountState, target: Plan) -
             f"the account is {account.status}; only active accounts change plan self-serve"
         )
     return change_book(catalog).prepare(account.plan, target)
-
-
-_CHANGE_BOOKS: dict[int, ChangeBook] = {}
-
-
-def change_book(catalog: Catalog) -> ChangeBook:
-    """The catalog's ChangeBook, kept as long as the catalog is in use."""
-    book = _CHANGE_BOOKS.get(id(catalog))
-    if book is None or book.catalog is not catalog:
-        if len(_CHANGE_BOOKS) >= 8:
-            _CHANGE_BOOKS.clear()  # catalogs replaced (tests build many): start again
-        book = _CHANGE_BOOKS[id(catalog)] = ChangeBook(catalog)
-    return book
 
 
 def price_for_account(

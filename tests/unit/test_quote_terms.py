@@ -29,6 +29,7 @@ from service.domain.quotes import (
     prepare_change,
     price_change,
     quote_change,
+    target_lines,
 )
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "pricing_catalog" / "catalog.yaml")
@@ -353,3 +354,17 @@ def test_a_change_book_prepares_each_combination_once_and_as_prepare_change() ->
     # Full (two entries): the next one starts it again, and is right.
     third = book.prepare(current, Plan("growth", Interval.month, 9, {"api_pack": 1}))
     assert third.target.seats == 9 and book.prepare(current, target) == first
+
+
+def test_a_change_book_keeps_each_plans_lines_and_mrr() -> None:
+    book = ChangeBook(CATALOG)
+    plan = Plan("growth", Interval.year, 12, {"api_pack": 2})
+    lines = book.lines(plan)
+    assert list(lines) == target_lines(CATALOG, plan)
+    assert book.lines(Plan("growth", Interval.year, 12, {"api_pack": 2})) is lines
+    amount = sum(line.unit_amount.minor * line.quantity for line in lines)
+    assert book.mrr(plan) == Money(monthly_from_interval(amount, 12), CATALOG.currency)
+    unsold = Plan("no-such-tier", Interval.month, 1)
+    for _ in range(2):
+        with pytest.raises(KeyError):
+            book.mrr(unsold)
