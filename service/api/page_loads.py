@@ -111,11 +111,12 @@ class PageLoadHotPath:
         await self.app(scope, receive, send)
 
     async def _miss(self, load: PageLoad, account_id: str, now: datetime) -> bytes | None:
-        """The body of an account not cached, read in a worker thread; None on an error (an
-        unknown account, say): the full route reads again and answers with its problem."""
+        """The body of an account not cached, read in a worker thread; None on any error (an
+        unknown account, the database refusing a connection): the full route reads again and
+        answers with its problem (and logs what was unexpected)."""
         try:
             found = await run_in_threadpool(load.read, self.state, account_id, now)
-        except DomainError:
+        except Exception:
             return None
         return load.render(self.state, found, now)
 

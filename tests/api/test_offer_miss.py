@@ -194,3 +194,28 @@ def test_a_connection_read_on_postgresql_is_not_pinged_and_outlives_a_dropped_co
         ).scalar_one()
     assert ended >= 1
     assert read() == expected
+
+
+def test_a_page_load_miss_the_database_fails_is_the_routes_problem(
+    client: TestClient, admin_headers: dict[str, str], db: Engine, busy_acme: None
+) -> None:
+    """An unexpected error of a miss (the database failing) is answered as every route's: a
+    problem+json 500, logged; never a broken connection."""
+    token = client.post("/v1/accounts/acme/session-tokens", headers=admin_headers).json()["token"]
+
+    def fail(_conn, _cursor, statement: str, *_args: object) -> None:
+        if "usage_counters" in statement:
+            raise RuntimeError("the database went away")
+
+    # On PostgreSQL the miss reads through the pool of db.connection_read.
+    engines = [db, statement_read_engine(db)] if db.dialect.name == "postgresql" else [db]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", fail)
+    try:
+        response = client.get(
+            "/v1/accounts/acme/upgrade-offers", headers={"Authorization": f"Bearer {token}"}
+        )
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", fail)
+    assert_problem(response, 500, "internal_error")
