@@ -12,6 +12,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from service.adapters.change_feed import notify_changes_on_commit
 
@@ -125,14 +126,23 @@ _READ_ENGINES_LOCK = threading.Lock()
 
 def statement_read_engine(engine: Engine) -> Engine:
     """The engine's twin for connection_read: the same database, a pool without pre-ping whose
-    connections are in autocommit (each statement its own snapshot, as statement_reads')."""
+    connections are in autocommit (each statement its own snapshot, as statement_reads').
+
+    It keeps as many connections as the engine may open (its pool size plus overflow) and
+    opens no overflow: a miss borrows one for a single statement, and an overflow connection
+    would be opened and closed around it (a new PostgreSQL backend per miss under load)."""
     with _READ_ENGINES_LOCK:
         twin = _READ_ENGINES.get(engine)
         if twin is None:
+            pool = engine.pool
+            size = pool.size() if isinstance(pool, QueuePool) else 10
+            overflow = max(getattr(pool, "_max_overflow", 0), 0)
             twin = _READ_ENGINES[engine] = make_engine(
                 engine.url.render_as_string(hide_password=False),
                 pool_pre_ping=False,
                 isolation_level="AUTOCOMMIT",
+                pool_size=size + overflow,
+                max_overflow=0,
             )
         return twin
 
