@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from service.adapters.change_feed import notify_changes_on_commit
+
+T = TypeVar("T")
 
 
 def migrations_dir() -> Path:
@@ -80,6 +86,65 @@ def statement_reads(factory: sessionmaker[Session]) -> Iterator[Session]:
         autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
         with factory(bind=autocommit) as session:
             yield session
+
+
+def statement_read(factory: sessionmaker[Session], read: Callable[[Session], T]) -> T:
+    """`read(session)` as in statement_reads, on a connection lent by `connection_read`."""
+
+    def in_session(connection: Connection) -> T:
+        with factory(bind=connection) as session:
+            return read(session)
+
+    return connection_read(factory, in_session)
+
+
+def connection_read(factory: sessionmaker[Session], read: Callable[[Connection], T]) -> T:
+    """`read(connection)` as in statement_reads, in as many round trips as it has statements:
+    on PostgreSQL the connection comes from a pool of its own, in autocommit from the start,
+    that does not ping a connection before lending it (the engine's pool_pre_ping costs a round
+    trip of its own). A connection the server dropped meanwhile fails the first statement
+    instead, which invalidates the pool (SQLAlchemy's disconnect handling), and the read runs
+    once more on a fresh connection. `read` must only read: it may run twice."""
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as connection:  # SQLite: a transaction, as statement_reads'
+            return read(connection)
+    readers = statement_read_engine(engine)
+    for attempt in (1, 2):
+        try:
+            with readers.connect() as connection:
+                return read(connection)
+        except DBAPIError as error:
+            if attempt == 2 or not error.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
+
+
+_READ_ENGINES: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+_READ_ENGINES_LOCK = threading.Lock()
+
+
+def statement_read_engine(engine: Engine) -> Engine:
+    """The engine's twin for connection_read: the same database, a pool without pre-ping whose
+    connections are in autocommit (each statement its own snapshot, as statement_reads').
+
+    It keeps as many connections as the engine may open (its pool size plus overflow) and
+    opens no overflow: a miss borrows one for a single statement, and an overflow connection
+    would be opened and closed around it (a new PostgreSQL backend per miss under load)."""
+    with _READ_ENGINES_LOCK:
+        twin = _READ_ENGINES.get(engine)
+        if twin is None:
+            pool = engine.pool
+            size = pool.size() if isinstance(pool, QueuePool) else 10
+            overflow = max(getattr(pool, "_max_overflow", 0), 0)
+            twin = _READ_ENGINES[engine] = make_engine(
+                engine.url.render_as_string(hide_password=False),
+                pool_pre_ping=False,
+                isolation_level="AUTOCOMMIT",
+                pool_size=size + overflow,
+                max_overflow=0,
+            )
+        return twin
 
 
 def missing_database(url: str) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Row, TextClause, bindparam, text
 
+from service.adapters.account_reading import AccountRecord
 from service.adapters.bulk_sql import BulkSqlRepository
 from service.adapters.orm import AccountRow, UTCDateTime
 from service.adapters.usage_tables import MilestoneRow
@@ -40,7 +41,7 @@ class AccountColumns(NamedTuple):
     current_period_end: datetime
 
 
-def usage_account(row: AccountRow | AccountColumns | Row[Any]) -> UsageAccount:
+def usage_account(row: AccountRow | AccountColumns | AccountRecord | Row[Any]) -> UsageAccount:
     """The usage view of an account row (ORM or a Core row with the same columns)."""
     return UsageAccount(
         account_id=row.id,

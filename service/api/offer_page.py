@@ -9,6 +9,7 @@ and cuts the JSON text there; `render` fills the cuts for the offers priced at o
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from service.api.offer_schemas import dump_json, line_payload, offer_payload, of
 from service.domain.money import Money
 from service.domain.proration import ProrationLine
 from service.domain.quote_terms import QuoteTerms, proration_moment
-from service.domain.quotes import price_change
+from service.domain.quotes import Quote
 from service.services.offers import (
     AccountOffers,
     OfferPlan,
@@ -64,20 +65,23 @@ class Cut(NamedTuple):
     pick: Callable[[Sequence[bytes]], bytes | tuple[bytes, ...]]
 
 
+# Every marker as dump_json writes it, its slot captured: one split finds them all.
+_MARKED = re.compile(
+    re.escape(dump_json(_marker("SLOT"))).replace(b"SLOT", b"([a-z_]+)"),
+)
+
+
 def cut(payload: object, slots: Sequence[str], order: Sequence[str]) -> Cut:
     """`payload` dumped and cut at the `_marker` of each of `slots`; the values to put back
     come in `order`."""
-    text = dump_json(payload).replace(b"%", b"%%")
-    found = []
+    pieces = _MARKED.split(dump_json(payload).replace(b"%", b"%%"))
+    found = [slot.decode() for slot in pieces[1::2]]  # in the text's order
     for slot in slots:
-        marker = dump_json(_marker(slot))
-        if text.count(marker) != 1:
+        if found.count(slot) != 1:
             raise ValueError(f"slot {slot!r} is not in the payload exactly once")
-        found.append((text.index(marker), slot, marker))
-    found.sort()
-    for _position, _slot, marker in found:
-        text = text.replace(marker, b"%s")
-    return Cut(text, itemgetter(*(order.index(slot) for _position, slot, _marker in found)))
+    if len(found) != len(slots):
+        raise ValueError(f"the payload has markers of other slots than {list(slots)}")
+    return Cut(b"%s".join(pieces[0::2]), itemgetter(*(order.index(slot) for slot in found)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +125,24 @@ def _offer_cuts(plan: OfferPlan, planned: PlannedOffer) -> OfferCuts | None:
     sample_date = max(period.start, from_unix(terms.first_second))
     if not terms.covers(proration_moment(sample_date)):
         return None  # refused at every moment it could be shown
-    quote = price_change(planned.change, period, plan.billed, sample_date)
+    # Every value of the quote that depends on the moment is cut out below: a quote with the
+    # change's fixed values (as price_change gives them) is all the payload needs.
+    change = planned.change
+    quote = Quote(
+        current=change.current,
+        target=change.target,
+        kind=change.kind,
+        timing=change.timing,
+        proration_date=sample_date,
+        lines=(),
+        amount_due=Money(0, terms.currency),
+        new_recurring=terms.new_recurring,
+        new_mrr=change.new_mrr,
+        period=period,
+        effective_at=sample_date,
+        catalog_version=change.catalog_version,
+        new_billed=(),
+    )
     payload = offer_payload(
         PricedOffer("", planned.candidate, quote, planned.score, sample_date, "")
     )

@@ -1,12 +1,13 @@
 """The product frontend's page loads, answered before FastAPI sees the request.
 
 The frontend calls GET upgrade-offers and GET entitlements on every page load with a session
-token; for an account whose state is cached, Starlette's and FastAPI's per-request machinery
-(middleware, routing, dependency solving, request and response objects) costs more than the
-answer. This pure ASGI middleware answers exactly that case, with the same checks
-(`deps.session_claims`) and the same bytes as the documented routes; anything else (another
-credential, a miss, an error, a query string) goes on to the FastAPI route, which produces every
-error. Counted in /metrics as the route.
+token; Starlette's and FastAPI's per-request machinery (middleware, routing, dependency
+solving, request and response objects) costs more than the answer from a cached account, and a
+good part of a miss. This pure ASGI middleware answers exactly that case, with the same checks
+(`deps.session_claims`) and the same bytes as the documented routes; a miss is read in a worker
+thread (the event loop never waits on the database) and kept in the cache as the route keeps
+it. Anything else (another credential, an error, a query string) goes on to the FastAPI route,
+which produces every error. Counted in /metrics as the route.
 """
 
 from __future__ import annotations
@@ -17,11 +18,23 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.deps import session_claims
-from service.api.routes.entitlements import ENTITLEMENTS_TEMPLATE, cached_entitlements_body
-from service.api.routes.offers import JSON_HEADERS, OFFERS_TEMPLATE, cached_offers_body
+from service.api.routes.entitlements import (
+    ENTITLEMENTS_TEMPLATE,
+    cached_entitlements_body,
+    entitlements_body,
+    read_account_entitlements,
+)
+from service.api.routes.offers import (
+    JSON_HEADERS,
+    OFFERS_TEMPLATE,
+    cached_offers_body,
+    offers_body,
+    read_offers_page,
+)
 from service.api.schemas import AccountIdPattern
 from service.domain.errors import DomainError
 from service.services.tokens import SESSION_PREFIX
@@ -33,16 +46,24 @@ class PageLoad(NamedTuple):
     path: re.Pattern[str]  # its one group: the account id
     template: str  # the route's, for /metrics
     answer: Callable[[Any, str, datetime], bytes | None]  # from the cache; None on a miss
+    read: Callable[[Any, str, datetime], Any]  # a miss, kept in the cache (blocking)
+    render: Callable[[Any, Any, datetime], bytes]  # the body of what `read` returned
 
 
 PAGE_LOADS = (
     PageLoad(
-        re.compile(r"/v1/accounts/([^/]+)/upgrade-offers"), OFFERS_TEMPLATE, cached_offers_body
+        re.compile(r"/v1/accounts/([^/]+)/upgrade-offers"),
+        OFFERS_TEMPLATE,
+        cached_offers_body,
+        read_offers_page,
+        offers_body,
     ),
     PageLoad(
         re.compile(r"/v1/accounts/([^/]+)/entitlements"),
         ENTITLEMENTS_TEMPLATE,
         cached_entitlements_body,
+        read_account_entitlements,
+        lambda _state, found, now: entitlements_body(found, now),
     ),
 )
 
@@ -69,7 +90,11 @@ class PageLoadHotPath:
                 if match is None:
                     continue
                 started = time.perf_counter()
-                body = self._answer(load, match.group(1), scope)
+                account_id = match.group(1)
+                now = self._authorized(account_id, scope)
+                body = None if now is None else load.answer(self.state, account_id, now)
+                if body is None and now is not None:
+                    body = await self._miss(load, account_id, now)
                 if body is not None:
                     await send(
                         {
@@ -85,8 +110,18 @@ class PageLoadHotPath:
                 break
         await self.app(scope, receive, send)
 
-    def _answer(self, load: PageLoad, account_id: str, scope: Scope) -> bytes | None:
-        """The body for a session token and a cached account; None: the full route answers."""
+    async def _miss(self, load: PageLoad, account_id: str, now: datetime) -> bytes | None:
+        """The body of an account not cached, read in a worker thread; None on any error (an
+        unknown account, the database refusing a connection): the full route reads again and
+        answers with its problem (and logs what was unexpected)."""
+        try:
+            found = await run_in_threadpool(load.read, self.state, account_id, now)
+        except Exception:
+            return None
+        return load.render(self.state, found, now)
+
+    def _authorized(self, account_id: str, scope: Scope) -> datetime | None:
+        """Now, for a session token of this account; None: the full route answers."""
         state = self.state
         if not _ACCOUNT_ID.fullmatch(account_id):
             return None
@@ -100,4 +135,4 @@ class PageLoadHotPath:
             session_claims(state, token, account_id, now)
         except DomainError:
             return None
-        return load.answer(state, account_id, now)
+        return now

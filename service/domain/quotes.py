@@ -94,7 +94,7 @@ def target_lines(catalog: Catalog, plan: Plan) -> list[TargetLine]:
 
 def current_billed(catalog: Catalog, plan: Plan, period: Period) -> tuple[BilledLine, ...]:
     """The lines of a plan invoiced in full at its period start (no change yet this period)."""
-    return billed_in_full(target_lines(catalog, plan), period)
+    return billed_in_full(change_book(catalog).lines(plan), period)
 
 
 def billed_nothing(billed: Iterable[BilledLine]) -> tuple[BilledLine, ...]:
@@ -117,6 +117,10 @@ def free_during_trial(quote: Quote, trial: Period) -> Quote:
 
 
 def plan_mrr(catalog: Catalog, plan: Plan) -> Money:
+    return change_book(catalog).mrr(plan)
+
+
+def _plan_mrr(catalog: Catalog, plan: Plan) -> Money:
     amount = recurring_amount(catalog, plan)
     return Money(monthly_from_interval(amount.minor, plan.interval.months), amount.currency)
 
@@ -191,6 +195,73 @@ def prepare_change(catalog: Catalog, current: Plan, target: Plan) -> PreparedCha
         new_mrr=Money(monthly_from_interval(recurring, target.interval.months), catalog.currency),
         catalog_version=catalog.version,
     )
+
+
+PlanKey = tuple[str, Interval, int, tuple[tuple[str, int], ...]]
+
+
+def plan_key(plan: Plan) -> PlanKey:
+    """A plan as a hashable value: equal keys, equal plans."""
+    return (plan.tier, plan.interval, plan.seats, tuple(sorted(plan.addons.items())))
+
+
+class ChangeBook:
+    """`prepare_change` per (current plan, target plan), and each plan's lines and MRR,
+    computed once per combination for a catalog: offer pages prepare the same few changes for
+    account after account (as usage.LimitBook keeps limits). What raises (a change not
+    allowed, a plan the catalog does not sell) raises each time."""
+
+    def __init__(self, catalog: Catalog, max_entries: int = 4096) -> None:
+        self.catalog = catalog
+        self.max_entries = max_entries
+        self._changes: dict[tuple[PlanKey, PlanKey], PreparedChange] = {}
+        self._lines: dict[PlanKey, tuple[TargetLine, ...]] = {}
+        self._mrr: dict[PlanKey, Money] = {}
+
+    def lines(self, plan: Plan) -> tuple[TargetLine, ...]:
+        """target_lines(catalog, plan)."""
+        key = plan_key(plan)
+        lines = self._lines.get(key)
+        if lines is None:
+            lines = tuple(target_lines(self.catalog, plan))
+            if len(self._lines) >= self.max_entries:
+                self._lines.clear()
+            self._lines[key] = lines
+        return lines
+
+    def mrr(self, plan: Plan) -> Money:
+        """The plan's monthly recurring revenue (plan_mrr)."""
+        key = plan_key(plan)
+        mrr = self._mrr.get(key)
+        if mrr is None:
+            mrr = _plan_mrr(self.catalog, plan)
+            if len(self._mrr) >= self.max_entries:
+                self._mrr.clear()
+            self._mrr[key] = mrr
+        return mrr
+
+    def prepare(self, current: Plan, target: Plan) -> PreparedChange:
+        key = (plan_key(current), plan_key(target))
+        change = self._changes.get(key)
+        if change is None:
+            change = prepare_change(self.catalog, current, target)
+            if len(self._changes) >= self.max_entries:
+                self._changes.clear()  # bounded: the few combinations in use come back
+            self._changes[key] = change
+        return change
+
+
+_CHANGE_BOOKS: dict[int, ChangeBook] = {}
+
+
+def change_book(catalog: Catalog) -> ChangeBook:
+    """The catalog's ChangeBook, kept as long as the catalog is in use."""
+    book = _CHANGE_BOOKS.get(id(catalog))
+    if book is None or book.catalog is not catalog:
+        if len(_CHANGE_BOOKS) >= 8:
+            _CHANGE_BOOKS.clear()  # catalogs replaced (tests build many): start again
+        book = _CHANGE_BOOKS[id(catalog)] = ChangeBook(catalog)
+    return book
 
 
 def price_change(

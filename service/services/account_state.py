@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from service.adapters.account_reading import AccountRecord
 from service.adapters.change_feed import changed_accounts, mark_changed
 from service.adapters.orm import AccountRow
 from service.adapters.usage_repository import AccountColumns
@@ -61,7 +62,7 @@ class AccountState:
         )
 
 
-def state_of(row: AccountRow) -> AccountState:
+def state_of(row: AccountRow | AccountRecord) -> AccountState:
     return AccountState(
         id=row.id,
         version=row.version,
@@ -79,7 +80,7 @@ def state_of(row: AccountRow) -> AccountState:
 # account, signal, upgrade, renewal and webhook use cases alike.
 
 
-def plan_of(row: AccountRow | AccountColumns) -> Plan:
+def plan_of(row: AccountRow | AccountColumns | AccountRecord) -> Plan:
     return Plan(
         tier=row.tier, interval=Interval(row.interval), seats=row.seats, addons=dict(row.addons)
     )
@@ -90,7 +91,7 @@ def plan_snapshot(plan: AccountRow | Plan) -> PlanSnapshot:
     return PlanSnapshot(tier=plan.tier, seats=plan.seats, addons=dict(plan.addons))
 
 
-def account_mrr(catalog: Catalog, row: AccountRow | AccountColumns) -> Money:
+def account_mrr(catalog: Catalog, row: AccountRow | AccountColumns | AccountRecord) -> Money:
     """Monthly recurring revenue of the account's plan; zero unless it is paying."""
     if not pays(row.status):
         return Money.zero(row.currency)

@@ -54,8 +54,12 @@ def get_account(session: Session, account_id: str, *, for_update: bool = False) 
     """The account (404 if unknown); `for_update` locks its row until the transaction ends."""
     row = AccountRepository(session).get(account_id, for_update=for_update)
     if row is None:
-        raise NotFound(f"account '{account_id}' not found", code="account_not_found")
+        raise unknown_account(account_id)
     return row
+
+
+def unknown_account(account_id: str) -> NotFound:
+    return NotFound(f"account '{account_id}' not found", code="account_not_found")
 
 
 def put_account(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy.orm import Session
 
+from service.adapters.account_reading import StoredLine
 from service.adapters.billing_local import LocalBillingGateway
 from service.adapters.billing_repository import SubscriptionItem, SubscriptionItemRepository
+from service.adapters.billing_tables import SubscriptionItemRow
 from service.domain.accounts import AccountStatus, Plan, plan_lines
 from service.domain.catalog import Catalog
 from service.domain.money import Money
@@ -30,7 +32,13 @@ def billed_lines(
 ) -> tuple[BilledLine, ...]:
     """What was charged for each line this period; a plan never changed mid-period was billed
     in full at its period start."""
-    rows = SubscriptionItemRepository(session).for_account(account.id)
+    return billed_of(catalog, account, SubscriptionItemRepository(session).for_account(account.id))
+
+
+def billed_of(
+    catalog: Catalog, account: AccountState, rows: Sequence[SubscriptionItemRow | StoredLine]
+) -> tuple[BilledLine, ...]:
+    """`billed_lines` of the account's stored subscription lines (`rows`, by key)."""
     period = account.period
     in_full = current_billed(catalog, account.plan, period)
     if account.status is AccountStatus.trialing:

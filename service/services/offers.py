@@ -9,31 +9,38 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.adapters.db import statement_reads
-from service.adapters.orm import AccountRow
+from service.adapters.account_reading import read_account
+from service.adapters.db import connection_read
+from service.adapters.usage_repository import usage_account
 from service.domain.accounts import plan_to_json
 from service.domain.catalog import Catalog
 from service.domain.errors import DomainError
 from service.domain.offers import OfferCandidate, OfferEngine, candidates, rank
+from service.domain.periods import calendar_month
 from service.domain.proration import BilledLine
 from service.domain.quote_terms import QuoteAt, QuoteTerms, proration_moment, quote_terms
 from service.domain.quotes import PreparedChange, Quote, plan_mrr
 from service.domain.thresholds import SignalSummary
-from service.domain.usage import FeatureUsage
+from service.domain.usage import (
+    LIFETIME_START,
+    FeatureUsage,
+    build_snapshot,
+    current_period_starts,
+)
 from service.services.account_state import AccountState, state_of
-from service.services.accounts import get_account
-from service.services.billing import billed_lines
+from service.services.accounts import unknown_account
+from service.services.billing import billed_of
 from service.services.impressions import Impression, ImpressionStatic
 from service.services.quotes import (
     pinned_proration_date,
     prepare_for_account,
     price_for_account,
 )
-from service.services.signals import signal_summary
+from service.services.signals import SUMMARY_CROSSINGS, summary_of
 from service.services.tokens import OFFER_PREFIX, ClaimsTemplate, TokenSigner, unix
-from service.services.usage import usage_snapshot
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -70,16 +77,37 @@ class AccountOffers:
     offers: tuple[PricedOffer, ...]
 
 
-def load_offer_inputs(
-    session: Session, catalog: Catalog, account: AccountRow, now: datetime
+def read_offer_inputs(
+    connection: Connection, catalog: Catalog, account_id: str, now: datetime
 ) -> OfferInputs:
-    state = state_of(account)
-    snapshot = usage_snapshot(session, catalog, account, now)
+    """The account's offer inputs at `now` (NotFound for an unknown account), in one statement
+    (adapters.account_reading): the cache miss's one round trip. The same inputs as
+    services.usage.usage_snapshot, services.billing.billed_lines and
+    services.signals.signal_summary give, which take a statement each."""
+    # The counters of a current period: lifetime, the calendar month, and the billing period
+    # (the account's own current one, which the statement adds).
+    starts = {LIFETIME_START, calendar_month(now).start}
+    reading = read_account(connection, account_id, starts, SUMMARY_CROSSINGS)
+    if reading is None:
+        raise unknown_account(account_id)
+    usage = usage_account(reading.account)
+    needed = current_period_starts(catalog, usage.cycle, now)
+    if not needed <= starts | {reading.account.current_period_start}:
+        # Now is outside the account's current period (its renewal is due): a billing period
+        # of its own, read again with that period's start.
+        reading = read_account(connection, account_id, needed, SUMMARY_CROSSINGS)
+        if reading is None:
+            raise unknown_account(account_id)
+        usage = usage_account(reading.account)
+    state = state_of(reading.account)
+    snapshot = build_snapshot(catalog, usage, reading.counters, now)
     return OfferInputs(
         account=state,
-        billed=billed_lines(session, catalog, state),
+        billed=billed_of(catalog, state, reading.lines),
         usage=snapshot.features,
-        signals=signal_summary(session, catalog, account, now, snapshot),
+        signals=summary_of(
+            catalog, reading.account, snapshot, reading.milestones, reading.crossings, now
+        ),
     )
 
 
@@ -93,14 +121,13 @@ def read_offer_plan(
     current_only: bool,
 ) -> OfferPlan | None:
     """A cache miss: the account's inputs read without a transaction around them (see
-    db.statement_reads), then ranked and prepared. `current_only`: None for an account whose
+    db.connection_read), then ranked and prepared. `current_only`: None for an account whose
     billing period has ended (it is to be renewed first)."""
-    with statement_reads(factory) as session:
-        account = get_account(session, account_id)
-        billing_now = account.billing_frozen_time or now  # AccountState.billing_time
-        if current_only and account.current_period_end <= billing_now:
-            return None
-        inputs = load_offer_inputs(session, catalog, account, now)
+    inputs = connection_read(
+        factory, lambda connection: read_offer_inputs(connection, catalog, account_id, now)
+    )
+    if current_only and inputs.account.period.end <= inputs.account.billing_time(now):
+        return None
     return plan_offers(catalog, inputs, signer)
 
 

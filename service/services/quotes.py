@@ -15,8 +15,8 @@ from service.domain.quotes import (
     PreparedChange,
     PriceBreakdown,
     Quote,
+    change_book,
     free_during_trial,
-    prepare_change,
     price_change,
 )
 from service.ports import BillingGateway
@@ -93,7 +93,7 @@ def prepare_for_account(catalog: Catalog, account: AccountState, target: Plan) -
             f"{catalog.currency}; its plan changes are made in Stripe",
             field="currency",
         )
-    return prepare_change(catalog, account.plan, target)
+    return change_book(catalog).prepare(account.plan, target)
 
 
 def price_for_account(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +13,7 @@ from typing import TypeGuard
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.adapters.account_reading import AccountRecord
 from service.adapters.db import transaction
 from service.adapters.orm import AccountRow
 from service.adapters.signal_repository import SignalRepository, crossing_of
@@ -51,7 +52,7 @@ SWEEP_PAGE = 10_000
 SWEEP_WORKERS = 2
 
 
-def acv_minor(catalog: Catalog, row: AccountRow | AccountColumns) -> int:
+def acv_minor(catalog: Catalog, row: AccountRow | AccountColumns | AccountRecord) -> int:
     """Annual contract value: MRR × 12, in minor units."""
     try:
         return account_mrr(catalog, row).minor * 12
@@ -60,7 +61,7 @@ def acv_minor(catalog: Catalog, row: AccountRow | AccountColumns) -> int:
         return 0
 
 
-def motion_of(catalog: Catalog, row: AccountRow) -> Motion:
+def motion_of(catalog: Catalog, row: AccountRow | AccountRecord) -> Motion:
     return motion_for(catalog, row.tier, acv_minor(catalog, row))
 
 
@@ -240,7 +241,19 @@ def signal_summary(
         snapshot = usage.snapshots(catalog, [state], now)[state.account_id]
     milestones = usage.milestones([state.account_id]).get(state.account_id, {})
     rows = SignalRepository(session).crossings_of(state.account_id, SUMMARY_CROSSINGS)
-    crossings = [crossing_of(row) for row in rows]
+    return summary_of(catalog, account, snapshot, milestones, [crossing_of(r) for r in rows], now)
+
+
+def summary_of(
+    catalog: Catalog,
+    account: AccountRow | AccountRecord,
+    snapshot: UsageSnapshot,
+    milestones: Mapping[str, datetime],
+    crossings: Sequence[Crossing],
+    now: datetime,
+) -> SignalSummary:
+    """`signal_summary` of what was read already: the account's most recent crossings (up to
+    SUMMARY_CROSSINGS, newest first), its milestones and its usage snapshot at `now`."""
     return summarize(
         crossings, readiness(catalog, snapshot, milestones, now), motion_of(catalog, account)
     )

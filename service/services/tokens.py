@@ -50,6 +50,8 @@ class TokenSigner:
 
     def __init__(self, secret: str) -> None:
         self._key = hashlib.sha256(b"upshift-tokens:" + secret.encode()).digest()
+        # The HMAC state after the key: each signature goes on from a copy of it.
+        self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)
         self._genuine: dict[str, dict[str, Any]] = {}
 
     def _mac(self, prefix: str, body: str) -> str:
@@ -63,7 +65,7 @@ class TokenSigner:
         self, prefix: str, claims: Mapping[str, Any], varying: Sequence[str]
     ) -> ClaimsTemplate:
         """Tokens of `claims` plus the `varying` claims, given on each `ClaimsTemplate.sign`."""
-        return ClaimsTemplate(self._key, prefix, claims, varying)
+        return ClaimsTemplate(self._keyed, prefix, claims, varying)
 
     def verify(self, prefix: str, token: str, now: datetime) -> dict[str, Any]:
         """The claims of a genuine, unexpired token of this kind; InvalidToken otherwise."""
@@ -108,7 +110,7 @@ class ClaimsTemplate:
     """
 
     def __init__(
-        self, key: bytes, prefix: str, claims: Mapping[str, Any], varying: Sequence[str]
+        self, keyed: hmac.HMAC, prefix: str, claims: Mapping[str, Any], varying: Sequence[str]
     ) -> None:
         if list(varying) != sorted(varying) or set(varying) & set(claims):
             raise ValueError("varying claims must be sorted and not among the fixed ones")
@@ -124,7 +126,8 @@ class ClaimsTemplate:
         chunks.append(text + b"}")
         aligned = len(chunks[0]) - len(chunks[0]) % 3
         self._head = prefix + _b64(chunks[0][:aligned])
-        self._mac = hmac.new(key, self._head.encode(), hashlib.sha256)
+        self._mac = keyed.copy()  # an HMAC of the signer's key, nothing hashed yet
+        self._mac.update(self._head.encode())
         chunks[0] = chunks[0][aligned:]
         self._format = b"%s".join(chunk.replace(b"%", b"%%") for chunk in chunks)
 

@@ -19,6 +19,7 @@ from service.domain.periods import Period
 from service.domain.proration import BilledLine, ProrationLine, TargetLine
 from service.domain.quote_terms import QuoteAt, QuoteTerms, proration_moment, quote_terms
 from service.domain.quotes import (
+    ChangeBook,
     ChangeKind,
     PreparedChange,
     Quote,
@@ -28,6 +29,7 @@ from service.domain.quotes import (
     prepare_change,
     price_change,
     quote_change,
+    target_lines,
 )
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "pricing_catalog" / "catalog.yaml")
@@ -329,3 +331,40 @@ def test_a_higher_tier_with_far_fewer_seats_is_a_downgrade_at_the_end_of_the_ter
         ChangeKind.upgrade,
         Timing.end_of_term,
     )
+
+
+def test_a_change_book_prepares_each_combination_once_and_as_prepare_change() -> None:
+    """domain.quotes.ChangeBook: equal plans, the same prepared change (computed once); a
+    change not allowed raises each time and is not kept; the bound empties it, nothing else."""
+    book = ChangeBook(CATALOG, max_entries=2)
+    current = Plan("growth", Interval.month, 8, {"api_pack": 1})
+    target = Plan("business", Interval.month, 10, {"api_pack": 1})
+    first = book.prepare(current, target)
+    assert first == prepare_change(CATALOG, current, target)
+    again = book.prepare(Plan("growth", Interval.month, 8, {"api_pack": 1}), target)
+    assert again is first
+    # Another add-on set is another plan, another change.
+    other = book.prepare(Plan("growth", Interval.month, 8), Plan("growth", Interval.month, 9))
+    assert other == prepare_change(
+        CATALOG, Plan("growth", Interval.month, 8), Plan("growth", Interval.month, 9)
+    )
+    for _ in range(2):
+        with pytest.raises(DomainError):
+            book.prepare(current, current)
+    # Full (two entries): the next one starts it again, and is right.
+    third = book.prepare(current, Plan("growth", Interval.month, 9, {"api_pack": 1}))
+    assert third.target.seats == 9 and book.prepare(current, target) == first
+
+
+def test_a_change_book_keeps_each_plans_lines_and_mrr() -> None:
+    book = ChangeBook(CATALOG)
+    plan = Plan("growth", Interval.year, 12, {"api_pack": 2})
+    lines = book.lines(plan)
+    assert list(lines) == target_lines(CATALOG, plan)
+    assert book.lines(Plan("growth", Interval.year, 12, {"api_pack": 2})) is lines
+    amount = sum(line.unit_amount.minor * line.quantity for line in lines)
+    assert book.mrr(plan) == Money(monthly_from_interval(amount, 12), CATALOG.currency)
+    unsold = Plan("no-such-tier", Interval.month, 1)
+    for _ in range(2):
+        with pytest.raises(KeyError):
+            book.mrr(unsold)

@@ -82,24 +82,24 @@ def cached_entitlements_body(state: Any, account_id: str, now: datetime) -> byte
 async def _entitlements(request: Request, account_id: str) -> tuple[Entitlements, datetime]:
     state = request.app.state
     now = state.clock.now()
-    cache = state.entitlement_cache
-    found = cache.get(account_id, now)
+    found = state.entitlement_cache.get(account_id, now)
     if found is None:
-        read_since = cache.generation
-        found = await run_in_threadpool(_read, state, account_id, now)
-        cache.put(account_id, found, read_since)
+        found = await run_in_threadpool(read_account_entitlements, state, account_id, now)
     return found, now
 
 
-def _read(state: Any, account_id: str, now: datetime) -> Entitlements:
-    """A miss: one short read-only transaction, as for the offers; an account whose period has
-    ended is renewed first (local billing) and read again."""
-    factory, catalog = state.session_factory, state.catalog
+def read_account_entitlements(state: Any, account_id: str, now: datetime) -> Entitlements:
+    """A miss: one short read-only transaction, as for the offers, kept in the cache; an
+    account whose period has ended is renewed first (local billing) and read again. It blocks
+    on the database: run it in a worker thread, never on the event loop."""
+    factory, catalog, cache = state.session_factory, state.catalog, state.entitlement_cache
+    read_since = cache.generation
     found = read_entitlements(factory, catalog, account_id, now, current_only=True)
     if found is None:
         renew_first(state, account_id, now)
         found = read_entitlements(factory, catalog, account_id, now, current_only=False)
     assert found is not None
+    cache.put(account_id, found, read_since)
     return found
 
 

@@ -101,7 +101,7 @@ def _read_plan(
     )
 
 
-def _offers_body(app_state: Any, page: OffersPage, now: datetime) -> bytes:
+def offers_body(app_state: Any, page: OffersPage, now: datetime) -> bytes:
     """The response body, from the page rendered with the cached plan; every offer in it is
     recorded as an impression.
 
@@ -136,10 +136,8 @@ async def get_upgrade_offers(
     now = state.clock.now()
     page = state.offer_cache.get(account_id, now)
     if page is None:
-        read_since = state.offer_cache.generation
-        page = await run_in_threadpool(_load_page, state, account_id, now)
-        state.offer_cache.put(account_id, page, read_since)
-    body = _offers_body(state, page, now)
+        page = await run_in_threadpool(read_offers_page, state, account_id, now)
+    body = offers_body(state, page, now)
     return Response(body, headers={name.decode(): value.decode() for name, value in JSON_HEADERS})
 
 
@@ -149,7 +147,18 @@ OFFERS_TEMPLATE = router.prefix + "/upgrade-offers"
 def cached_offers_body(state: Any, account_id: str, now: datetime) -> bytes | None:
     """The page-load answer from a cached plan (api.page_loads); None on a miss."""
     page = state.offer_cache.get(account_id, now)
-    return None if page is None else _offers_body(state, page, now)
+    return None if page is None else offers_body(state, page, now)
+
+
+def read_offers_page(app_state: Any, account_id: str, now: datetime) -> OffersPage:
+    """A miss: the account's page read and planned, then kept in the cache (unless a change
+    dropped the account meanwhile: see OfferPlanCache.put). It blocks on the database: run it
+    in a worker thread, never on the event loop."""
+    cache = app_state.offer_cache
+    read_since = cache.generation
+    page = _load_page(app_state, account_id, now)
+    cache.put(account_id, page, read_since)
+    return page
 
 
 @router.post(
