@@ -58,15 +58,10 @@ def served(db: Engine, stripe_settings: Settings, world: StripeWorld) -> Iterato
             yield Served(product_url, api_url, app, html)
 
 
-def test_the_customer_confirms_the_payment_and_the_widget_shows_the_upgrade(
-    page: Any, served: Served, admin_headers: dict[str, str], world: StripeWorld, db: Engine
-) -> None:
+def confirm_the_seat_offer(page: Any, served: Served, admin_headers: dict[str, str]) -> Any:
+    """The product's page with the widget for acme (a session token of its own): the seat
+    offer reviewed and "Upgrade now" clicked. Returns the widget."""
     with TestClient(served.app) as http:
-        sub = world.subscribe("acme", GROWTH_7)
-        acme = world.link(http, admin_headers, "acme", GROWTH_7, sub)
-        world.advance(days=15)
-        world.fake.require_authentication(acme["billing_customer_id"])
-        report_active_seats(http, admin_headers, 7)
         token = http.post("/v1/accounts/acme/session-tokens", headers=admin_headers).json()
     api = served.api_url
     served.html["page"] = f"""<!doctype html><title>Relay</title>
@@ -78,6 +73,19 @@ def test_the_customer_confirms_the_payment_and_the_widget_shows_the_upgrade(
     page.locator("upshift-offers[state=offer]").wait_for()
     widget.get_by_role("button", name="Review upgrade").click()
     widget.get_by_role("button", name=re.compile("^Upgrade now")).click()
+    return widget
+
+
+def test_the_customer_confirms_the_payment_and_the_widget_shows_the_upgrade(
+    page: Any, served: Served, admin_headers: dict[str, str], world: StripeWorld, db: Engine
+) -> None:
+    with TestClient(served.app) as http:
+        sub = world.subscribe("acme", GROWTH_7)
+        acme = world.link(http, admin_headers, "acme", GROWTH_7, sub)
+        world.advance(days=15)
+        world.fake.require_authentication(acme["billing_customer_id"])
+        report_active_seats(http, admin_headers, 7)
+    widget = confirm_the_seat_offer(page, served, admin_headers)
     page.locator("upshift-offers[state=authenticate]").wait_for()
     expect(widget.get_by_role("heading", name="Confirm the payment with your bank")).to_be_visible()
     expect(widget.get_by_test_id("requires-action")).to_contain_text("Nothing is charged")
@@ -91,7 +99,7 @@ def test_the_customer_confirms_the_payment_and_the_widget_shows_the_upgrade(
     expect(stripe_page.locator("#status")).to_have_text("Status: paid")
     stripe_page.close()
 
-    world.fake.deliver(f"{api}/v1/webhooks/stripe")
+    world.fake.deliver(f"{served.api_url}/v1/webhooks/stripe")
     page.locator("upshift-offers[state=success]").wait_for()  # the widget asked again by itself
     expect(widget).to_contain_text("You're upgraded")
     rows = ledger_rows(db, "acme")
@@ -112,17 +120,7 @@ def test_a_discounted_customer_confirms_stripes_price_in_the_widget(
         world.sdk.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": coupon.id}]})
         world.deliver(http)
         report_active_seats(http, admin_headers, 7)
-        token = http.post("/v1/accounts/acme/session-tokens", headers=admin_headers).json()
-    api = served.api_url
-    served.html["page"] = f"""<!doctype html><title>Relay</title>
-<script type="module" src="{api}/static/upshift.js"></script>
-<upshift-offers api-base="{api}" account-id="acme"
-                session-token="{token["token"]}"></upshift-offers>"""
-    page.goto(served.product_url)
-    widget = page.locator("upshift-offers")
-    page.locator("upshift-offers[state=offer]").wait_for()
-    widget.get_by_role("button", name="Review upgrade").click()
-    widget.get_by_role("button", name=re.compile("^Upgrade now")).click()
+    widget = confirm_the_seat_offer(page, served, admin_headers)
     price = widget.get_by_test_id("provider-price")
     expect(price).to_contain_text("discounts")
     shown = re.search(r"\$[\d.,]+", price.inner_text()).group(0)
