@@ -12,7 +12,6 @@ from pydantic import AwareDatetime, BaseModel, Field, StrictInt
 from service.api.schemas import AddonQuantities, MoneyOut, Strict
 from service.domain.accounts import Plan
 from service.domain.catalog import Interval, Timing
-from service.domain.money import Money
 from service.domain.offers import OfferEngine
 from service.domain.proration import ProrationLine
 from service.domain.quotes import ChangeKind, PriceBreakdown, Quote
@@ -137,10 +136,6 @@ def dump_json(payload: object) -> bytes:
     return orjson.dumps(payload, option=orjson.OPT_UTC_Z)
 
 
-def _money(amount: Money) -> dict[str, object]:
-    return {"amount_minor": amount.minor, "currency": amount.currency}
-
-
 def _plan(plan: Plan) -> dict[str, object]:
     return {
         "tier": plan.tier,
@@ -158,9 +153,9 @@ def quote_payload(quote: Quote) -> dict[str, object]:
         "timing": quote.timing.value,
         "proration_date": quote.proration_date,
         "lines": [line_payload(line) for line in quote.lines],
-        "amount_due_now": _money(quote.amount_due),
-        "new_recurring": _money(quote.new_recurring),
-        "new_mrr": _money(quote.new_mrr),
+        "amount_due_now": quote.amount_due.as_json(),
+        "new_recurring": quote.new_recurring.as_json(),
+        "new_mrr": quote.new_mrr.as_json(),
         "interval": quote.target.interval.value,
         "next_invoice_date": quote.next_invoice_at,
         "effective_at": quote.effective_at,
@@ -173,11 +168,11 @@ def _breakdown(breakdown: PriceBreakdown | None) -> dict[str, object] | None:
     if breakdown is None:
         return None
     return {
-        "list_amount": _money(breakdown.list_amount),
-        "discounts": _money(breakdown.discounts),
-        "tax": _money(breakdown.tax),
-        "credit_applied": _money(breakdown.credit_applied),
-        "amount_due": _money(breakdown.amount_due),
+        "list_amount": breakdown.list_amount.as_json(),
+        "discounts": breakdown.discounts.as_json(),
+        "tax": breakdown.tax.as_json(),
+        "credit_applied": breakdown.credit_applied.as_json(),
+        "amount_due": breakdown.amount_due.as_json(),
     }
 
 
@@ -186,7 +181,7 @@ def line_payload(line: ProrationLine) -> dict[str, object]:
         "key": line.key,
         "description": line.description,
         "quantity": line.quantity,
-        "amount": _money(line.amount),
+        "amount": line.amount.as_json(),
         "period_start": line.period.start,
         "period_end": line.period.end,
         "proration": line.proration,
@@ -204,7 +199,7 @@ def offer_payload(offer: PricedOffer) -> dict[str, object]:
         "score": offer.score,
         "target_tier": candidate.target_tier,
         "target": _plan(candidate.target) if candidate.target else None,
-        "price": _money(quote.new_recurring) if quote else None,
+        "price": quote.new_recurring.as_json() if quote else None,
         "quote": quote_payload(quote) if quote else None,
         "expires_at": offer.expires_at,
         "offer_token": offer.token,

@@ -93,17 +93,17 @@ def diff_json(diff: CatalogDiff) -> dict[str, Any]:
         "impact": {
             "accounts": impact.accounts,
             "distinct_plans": impact.distinct_plans,
-            "mrr_before": _money_json(impact.mrr_before),
-            "mrr_after": _money_json(impact.mrr_after),
-            "mrr_change": _money_json(impact.mrr_change),
+            "mrr_before": impact.mrr_before.as_json(),
+            "mrr_after": impact.mrr_after.as_json(),
+            "mrr_change": impact.mrr_change.as_json(),
             "tiers": [
                 {
                     "tier": tier.tier,
                     "accounts": tier.accounts,
                     "accounts_not_moved": tier.accounts_not_moved,
-                    "mrr_before": _money_json(tier.mrr_before),
-                    "mrr_after": _money_json(tier.mrr_after),
-                    "mrr_change": _money_json(tier.mrr_change),
+                    "mrr_before": tier.mrr_before.as_json(),
+                    "mrr_after": tier.mrr_after.as_json(),
+                    "mrr_change": tier.mrr_change.as_json(),
                 }
                 for tier in impact.tiers
             ],
@@ -130,12 +130,8 @@ def _catalog_json(catalog: Catalog) -> dict[str, str]:
     }
 
 
-def _money_json(amount: Money) -> dict[str, object]:
-    return {"amount_minor": amount.minor, "currency": amount.currency}
-
-
 def _value_json(value: Value) -> object:
-    return _money_json(value) if isinstance(value, Money) else value
+    return value.as_json() if isinstance(value, Money) else value
 
 
 def diff_lines(diff: CatalogDiff) -> list[str]:

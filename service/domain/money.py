@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -84,6 +86,14 @@ class Money:
             raise TypeError(f"money must be integer minor units, got {self.minor!r}")
         if self.currency not in _VALID_CODES:
             object.__setattr__(self, "currency", validate_currency(self.currency))
+
+    def as_json(self) -> dict[str, Any]:
+        """The wire and storage form: `{"amount_minor": ..., "currency": ...}`."""
+        return {"amount_minor": self.minor, "currency": self.currency}
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> Money:
+        return cls(int(document["amount_minor"]), str(document["currency"]))
 
     @classmethod
     def zero(cls, currency: str) -> Money:

@@ -488,7 +488,7 @@ def _quote_changed(quote: Quote, detail: str) -> QuoteChanged:
     (the widget does): the amount due and why it differs from the list price."""
     changed = QuoteChanged(detail)
     changed.extra = {
-        "amount_due": _money_json(quote.amount_due),
+        "amount_due": quote.amount_due.as_json(),
         "price_explained": quote.breakdown.describe() if quote.breakdown else None,
     }
     return changed
@@ -530,8 +530,8 @@ class ChangeRecord:
             "kind": self.kind,
             "proration_date": _iso(self.proration_date),
             "effective_at": _iso(self.effective_at),
-            "amount_due": _money_json(self.amount_due),
-            "new_mrr": _money_json(self.new_mrr),
+            "amount_due": self.amount_due.as_json(),
+            "new_mrr": self.new_mrr.as_json(),
             "offer_id": self.offer_id,
             "signal_ids": list(self.signal_ids),
         }
@@ -544,8 +544,8 @@ class ChangeRecord:
             kind=str(doc["kind"]),
             proration_date=_parse_iso(doc["proration_date"]),
             effective_at=_parse_iso(doc["effective_at"]),
-            amount_due=_money_of(doc["amount_due"]),
-            new_mrr=_money_of(doc["new_mrr"]),
+            amount_due=Money.from_json(doc["amount_due"]),
+            new_mrr=Money.from_json(doc["new_mrr"]),
             offer_id=doc.get("offer_id"),
             signal_ids=tuple(doc.get("signal_ids") or ()),
         )
@@ -562,7 +562,7 @@ def applied_to_json(applied: AppliedChange) -> dict[str, Any]:
             {
                 "key": line.key,
                 "description": line.description,
-                "unit_amount": _money_json(line.unit_amount),
+                "unit_amount": line.unit_amount.as_json(),
                 "quantity": line.quantity,
                 "billed_minor": line.billed_minor,
                 "billed_from": _iso(line.billed_from),
@@ -585,7 +585,7 @@ def applied_from_json(doc: dict[str, Any], currency: str) -> AppliedChange:
             BilledLine(
                 key=line["key"],
                 description=line["description"],
-                unit_amount=_money_of(line["unit_amount"]),
+                unit_amount=Money.from_json(line["unit_amount"]),
                 quantity=int(line["quantity"]),
                 billed_minor=int(line["billed_minor"]),
                 billed_from=_parse_iso(line["billed_from"]),
@@ -593,14 +593,6 @@ def applied_from_json(doc: dict[str, Any], currency: str) -> AppliedChange:
             for line in doc["billed"]
         ),
     )
-
-
-def _money_json(money: Money) -> dict[str, Any]:
-    return {"amount_minor": money.minor, "currency": money.currency}
-
-
-def _money_of(doc: dict[str, Any]) -> Money:
-    return Money(int(doc["amount_minor"]), str(doc["currency"]))
 
 
 def _parse_iso(text: str) -> datetime:
@@ -722,7 +714,7 @@ def _outcome(
         "effective_at": _iso(change.effective_at),
         "invoice_id": applied.invoice_id if applied else None,
         "amount_charged": {"amount_minor": charged, "currency": account.currency},
-        "new_mrr": _money_json(change.new_mrr),
+        "new_mrr": change.new_mrr.as_json(),
         "account_version": account.version,
         "ledger_entry_id": ledger_entry_id,
     }
@@ -762,7 +754,7 @@ def _awaiting_payment(
             "invoice_id": action.invoice_id,
             "hosted_invoice_url": action.hosted_url,
             "expires_at": _iso(action.expires_at) if action.expires_at else None,
-            "amount_due": _money_json(change.amount_due),
+            "amount_due": change.amount_due.as_json(),
             "target": plan_to_json(change.target),
         },
     )
