@@ -140,16 +140,22 @@ def catalog() -> None:
 @catalog.command("validate")
 @click.argument("path", type=click.Path(path_type=Path))
 def catalog_validate(path: Path) -> None:
-    """Validate a catalog file; prints every problem with its path and exits non-zero."""
-    from service.adapters.catalog_loader import load_catalog
+    """Validate a catalog file, or a directory of versions (each file, then the versions
+    against each other); prints every problem with its file and path and exits non-zero."""
+    from service.adapters.catalog_loader import catalog_files, load_catalog, load_catalogs
     from service.domain.catalog import CatalogError
 
     try:
-        loaded = load_catalog(path)
+        load_catalogs(path)
     except CatalogError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
-    click.echo(f"{path.name}: ok (version {loaded.version}, {len(loaded.tiers)} tiers)")
+    for file in catalog_files(path):
+        loaded = load_catalog(file)
+        click.echo(
+            f"{file.name}: ok (version {loaded.version}, {len(loaded.tiers)} tiers, "
+            f"effective from {loaded.effective_from.isoformat()})"
+        )
 
 
 @catalog.command("schema")

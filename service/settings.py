@@ -22,8 +22,11 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; SQLite (embedded default) or postgresql+psycopg://…",
     )
     catalog_path: Path = Field(
-        default=Path("pricing_catalog/catalog.yaml"),
-        description="The catalog file (YAML); validated at start, the service refuses a bad one",
+        default=Path("pricing_catalog"),
+        description=(
+            "The catalog: a directory of versions (one YAML file each) or one file; validated at "
+            "start, the service refuses a bad one"
+        ),
     )
     billing_backend: Literal["local", "stripe"] = Field(
         default="local",

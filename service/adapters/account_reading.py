@@ -31,6 +31,8 @@ _ACCOUNT_COLUMNS = (
     "billing_customer_id",
     "billing_subscription_id",
     "billing_frozen_time",
+    "catalog_version",
+    "limits_version",
 )
 
 
@@ -50,6 +52,8 @@ class AccountRecord(NamedTuple):
     billing_customer_id: str | None
     billing_subscription_id: str | None
     billing_frozen_time: datetime | None
+    catalog_version: str
+    limits_version: str
 
 
 class StoredLine(NamedTuple):

@@ -285,7 +285,11 @@ class StripeBillingGateway:
 
     def _landed_invoice(self, remote: RemoteSubscription, quote: Quote) -> Json | None:
         """The invoice of this very change when Stripe already has it, else None."""
-        if remote.plan != quote.target or remote.latest_invoice is None:
+        if (
+            remote.plan is None
+            or not remote.plan.matches(quote.target)
+            or remote.latest_invoice is None
+        ):
             return None
         with stripe_errors("read the latest invoice"):
             invoice = as_json(self.client.v1.invoices.retrieve(remote.latest_invoice))

@@ -68,6 +68,11 @@ class AccountRow(Base):
     # Local billing: credit the customer is owed (a change whose total was negative), applied to
     # the next renewal invoices first, as Stripe's customer balance is. Minor units, >= 0.
     credit_balance_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The catalog version the plan's prices come from (grandfathering: kept until a tier change
+    # or a migration), and the one its limits and entitlements come from (a rollout may move
+    # limits without touching the price). See domain.catalog.CatalogHistory.
+    catalog_version: Mapped[str] = mapped_column(String(64))
+    limits_version: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -25,6 +25,8 @@ _RENEWED_COLUMNS = (
     ("current_period_end", "time"),
     ("credit_balance_minor", "int"),
     ("updated_at", "time"),
+    ("catalog_version", "text"),
+    ("limits_version", "text"),
 )
 
 
@@ -43,6 +45,8 @@ class RenewedAccount:
     current_period_end: datetime
     credit_balance_minor: int
     updated_at: datetime
+    catalog_version: str
+    limits_version: str
 
 
 class AccountRepository(BulkSqlRepository):

@@ -33,12 +33,15 @@ class CounterReading(NamedTuple):
     period_start: datetime
     period_end: datetime | None
     used: int
+    limits_version: str
 
     def account(self, addons: Mapping[str, int]) -> UsageAccount:
         cycle = BillingCycle(
             self.current_period_start, self.current_period_end, INTERVAL_MONTHS[self.interval]
         )
-        return UsageAccount(self.account_id, self.tier, self.seats, addons, cycle)
+        return UsageAccount(
+            self.account_id, self.tier, self.seats, addons, cycle, self.limits_version
+        )
 
 
 def crossing_of(row: CrossingRow) -> Crossing:
@@ -109,7 +112,7 @@ class SignalRepository(BulkSqlRepository):
         time = UTCDateTime()
         return text(f"""
             SELECT id, tier, interval, seats, CAST(addons AS text), currency, status,
-                current_period_start, current_period_end
+                current_period_start, current_period_end, catalog_version, limits_version
             FROM accounts WHERE id IN ({self._values_source("ids")})
             ORDER BY id {"FOR KEY SHARE" if self.locks_rows else ""}
         """).columns(current_period_start=time, current_period_end=time)
@@ -212,29 +215,30 @@ class SignalRepository(BulkSqlRepository):
         count, last_id = self._execute(select(func.count(), func.max(page.c.id))).one()
         return count, last_id
 
-    def plans_between(self, after_id: str, last_id: str) -> list[tuple[str, str]]:
-        """The distinct (tier, add-ons as stored JSON text) of the accounts in (after, last]."""
+    def plans_between(self, after_id: str, last_id: str) -> list[tuple[str, str, str]]:
+        """The distinct (limits version, tier, add-ons as stored JSON text) of the accounts in
+        (after, last]."""
         addons = cast(AccountRow.addons, Text)
         result = self._execute(
-            select(AccountRow.tier, addons)
+            select(AccountRow.limits_version, AccountRow.tier, addons)
             .where(AccountRow.id > after_id, AccountRow.id <= last_id)
             .distinct()
         )
-        return [(tier, text_) for tier, text_ in result.all()]
+        return [(version, tier, text_) for version, tier, text_ in result.all()]
 
     def counters_reaching(
         self,
         after_id: str,
         last_id: str,
         now: datetime,
-        triggers: Sequence[tuple[str, str, str, int]],
+        triggers: Sequence[tuple[str, str, str, int, str]],
         seat_percent: int | None,
     ) -> list[CounterReading]:
         """The current counters of the accounts in (after, last] that reach their trigger.
 
-        `triggers` are (tier, add-ons JSON text, feature, at least); seats reach theirs at
-        used × 100 >= seat_percent × purchased seats. The database compares, so only the
-        counters worth a closer look travel back.
+        `triggers` are (tier, add-ons JSON text, feature, at least, limits version); seats
+        reach theirs at used × 100 >= seat_percent × purchased seats. The database compares,
+        so only the counters worth a closer look travel back.
         """
         statement = self._statement("counters_reaching", self._counters_reaching_sql)
         result = self._execute(
@@ -254,14 +258,15 @@ class SignalRepository(BulkSqlRepository):
         if self.postgres:
             triggers = (
                 "SELECT e->>0 AS tier, e->>1 AS addons, e->>2 AS feature, "
-                "CAST(e->>3 AS bigint) AS at_least "
+                "CAST(e->>3 AS bigint) AS at_least, e->>4 AS version "
                 "FROM json_array_elements(CAST(:triggers AS json)) AS e"
             )
         else:
             triggers = (
                 "SELECT json_extract(value, '$[0]') AS tier, json_extract(value, '$[1]') "
                 "AS addons, json_extract(value, '$[2]') AS feature, "
-                "json_extract(value, '$[3]') AS at_least FROM json_each(:triggers)"
+                "json_extract(value, '$[3]') AS at_least, json_extract(value, '$[4]') AS version "
+                "FROM json_each(:triggers)"
             )
         # MATERIALIZED: take the triggers apart once, not once per joined counter. `lowest` is
         # each feature's lowest trigger (seats: a share of at least one seat); most counters
@@ -282,11 +287,12 @@ class SignalRepository(BulkSqlRepository):
             )
             SELECT a.id, a.tier, a.interval, a.seats, CAST(a.addons AS text),
                 a.current_period_start, a.current_period_end,
-                c.feature, c.period_start, c.period_end, c.used
+                c.feature, c.period_start, c.period_end, c.used, a.limits_version
             FROM near AS c
             JOIN accounts AS a ON a.id = c.account_id
             LEFT JOIN t
                 ON t.tier = a.tier AND t.addons = CAST(a.addons AS text) AND t.feature = c.feature
+                    AND t.version = a.limits_version
             WHERE a.id > :after AND a.id <= :last
                 AND CASE WHEN c.feature = :seats_feature
                     THEN a.seats > 0 AND c.used * 100 >= :seat_percent * a.seats

@@ -168,21 +168,38 @@ class CatalogLine:
     owner: str  # the tier key (base, seats) or the add-on key
     interval: Interval
     description: str
+    # The catalog versions that sell this price (a price unchanged between versions keeps its
+    # lookup key, so it stands for several), oldest first.
+    versions: tuple[str, ...] = ()
 
 
 def catalog_lines(catalog: Catalog) -> dict[str, CatalogLine]:
-    """Every sellable price by lookup key, described as plan_lines describes it."""
+    """Every sellable price of every catalog version by lookup key, described as plan_lines
+    describes it, with the versions that sell it."""
     lines: dict[str, CatalogLine] = {}
-    for tier_key, tier in catalog.tiers.items():
-        for interval in tier.prices:
-            widest = Plan(tier_key, interval, tier.seats.max, dict.fromkeys(tier.addons, 1))
-            for line in plan_lines(catalog, widest):
-                owner = (
-                    line.key.removeprefix("addon:") if line.key.startswith("addon:") else tier_key
+    for version in catalog.history.versions:
+        for tier_key, tier in version.tiers.items():
+            for interval in tier.prices:
+                widest = Plan(
+                    tier_key,
+                    interval,
+                    tier.seats.max,
+                    dict.fromkeys(tier.addons, 1),
+                    version.version,
                 )
-                lines[line.lookup_key] = CatalogLine(
-                    line.lookup_key, line.key, owner, interval, line.description
-                )
+                for line in plan_lines(version, widest):
+                    owner = (
+                        line.key.removeprefix("addon:")
+                        if line.key.startswith("addon:")
+                        else tier_key
+                    )
+                    known = lines.get(line.lookup_key)
+                    versions = known.versions if known else ()
+                    if version.version not in versions:
+                        versions = (*versions, version.version)
+                    lines[line.lookup_key] = CatalogLine(
+                        line.lookup_key, line.key, owner, interval, line.description, versions
+                    )
     return lines
 
 
@@ -342,7 +359,15 @@ def plan_from_items(catalog: Catalog, items: tuple[RemoteItem, ...]) -> Plan | N
         return None
     base = bases[0].line
     assert base is not None
-    seats = catalog.tiers[base.owner].seats.included
+    # The version is the one every item's price belongs to; prices shared by several versions
+    # leave it open ("": Plan.matches any), and the account keeps its own.
+    common = set(base.versions)
+    for item in items:
+        if item.line is not None and item.quantity:
+            common &= set(item.line.versions)
+    version = next(iter(common)) if len(common) == 1 else ""
+    newest = max(common, key=base.versions.index) if common else base.versions[-1]
+    seats = catalog.at_version(newest).tiers[base.owner].seats.included
     addons: dict[str, int] = {}
     for item in items:
         if item.line is None or not item.quantity or item.line.key == "base":
@@ -351,7 +376,9 @@ def plan_from_items(catalog: Catalog, items: tuple[RemoteItem, ...]) -> Plan | N
             seats += item.quantity
         else:
             addons[item.line.owner] = addons.get(item.line.owner, 0) + item.quantity
-    return Plan(tier=base.owner, interval=base.interval, seats=seats, addons=addons)
+    return Plan(
+        tier=base.owner, interval=base.interval, seats=seats, addons=addons, version=version
+    )
 
 
 class StripeBilling:

@@ -39,6 +39,8 @@ class AccountColumns(NamedTuple):
     status: str
     current_period_start: datetime
     current_period_end: datetime
+    catalog_version: str
+    limits_version: str
 
 
 def usage_account(row: AccountRow | AccountColumns | AccountRecord | Row[Any]) -> UsageAccount:
@@ -51,6 +53,7 @@ def usage_account(row: AccountRow | AccountColumns | AccountRecord | Row[Any]) -
         cycle=BillingCycle(
             row.current_period_start, row.current_period_end, INTERVAL_MONTHS[row.interval]
         ),
+        limits_version=row.limits_version,
     )
 
 
@@ -102,19 +105,19 @@ class UsageRepository(BulkSqlRepository):
         # Most accounts share a handful of add-on sets: decode each distinct one once.
         addon_sets: dict[str, dict[str, int]] = {}
         accounts = {}
-        for account_id, tier, interval, seats, addons_json, start, end in result.all():
+        for account_id, tier, interval, seats, addons_json, start, end, limits in result.all():
             addons = addon_sets.get(addons_json)
             if addons is None:
                 addons = addon_sets[addons_json] = json.loads(addons_json) if addons_json else {}
             cycle = BillingCycle(start, end, INTERVAL_MONTHS[interval])
-            accounts[account_id] = UsageAccount(account_id, tier, seats, addons, cycle)
+            accounts[account_id] = UsageAccount(account_id, tier, seats, addons, cycle, limits)
         return accounts
 
     def _accounts_sql(self) -> TextClause:
         time = UTCDateTime()
         return text(f"""
             SELECT id, tier, interval, seats, CAST(addons AS text), current_period_start,
-                current_period_end
+                current_period_end, limits_version
             FROM accounts WHERE id IN ({self._values_source("ids")})
         """).columns(current_period_start=time, current_period_end=time)
 

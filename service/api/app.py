@@ -14,9 +14,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 from pydantic import SecretStr
 from sqlalchemy import Engine
+from starlette.datastructures import State
 
 from service.adapters.billing_stripe import StripeBillingGateway
-from service.adapters.catalog_loader import load_catalog
+from service.adapters.catalog_loader import load_catalogs
 from service.adapters.change_feed import ChangeListener, listen_dsn
 from service.adapters.db import make_engine, make_session_factory
 from service.adapters.stripe_api import StripeBilling, StripeNotConfigured, connect_stripe
@@ -43,9 +44,11 @@ from service.api.routes import (
     usage,
     webhooks,
 )
+from service.domain.catalog import Catalog
 from service.domain.entitlements import Entitlements
 from service.ports import Clock, clock_at
 from service.services.billing import GatewayFactory, local_gateways
+from service.services.catalogs import ServedCatalogs
 from service.services.impressions import ImpressionBuffer
 from service.services.offer_cache import AccountCaches, OfferPlanCache
 from service.services.outbox import start_delivery_worker
@@ -56,6 +59,16 @@ from service.settings import ServiceMisconfigured, Settings
 log = logging.getLogger("upshift")
 
 API_VERSION = "0.1.0"
+
+
+class ServiceState(State):
+    """The app's state; `catalog` is the catalog version in force for new business at the
+    clock's now (it changes at a version's effective_from, and when one is published)."""
+
+    @property
+    def catalog(self) -> Catalog:
+        catalogs: ServedCatalogs = self.catalogs
+        return catalogs.in_force()
 
 
 def billing_gateways(
@@ -83,10 +96,13 @@ def create_app(
     `engine` lets tests share one connection pool across many apps; it is then not disposed.
     """
     settings = settings or Settings()
-    active_catalog = load_catalog(settings.catalog_path)
+    history = load_catalogs(settings.catalog_path)
+    clock = clock or clock_at(settings.now)
     # One StripeClient for the process (its HTTP sessions are per thread); fails without a key.
     stripe_billing = (
-        connect_stripe(settings, active_catalog) if settings.billing_backend == "stripe" else None
+        connect_stripe(settings, history.in_force(clock.now()))
+        if settings.billing_backend == "stripe"
+        else None
     )
     if settings.token_secret is None:
         if not settings.is_sqlite:
@@ -135,7 +151,7 @@ def create_app(
 
             renewals = RenewalWorker(
                 state.session_factory,
-                state.catalog,
+                state.catalogs.in_force,
                 state.billing_gateways,
                 state.clock,
                 settings.renewal_poll_s,
@@ -175,11 +191,12 @@ def create_app(
         redoc_url=None,
         telemetry=telemetry_config(settings),
     )
+    app.state = ServiceState()
     app.state.settings = settings
-    app.state.catalog = active_catalog
+    app.state.catalogs = ServedCatalogs(history, clock)
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
-    app.state.clock = clock or clock_at(settings.now)
+    app.state.clock = clock
     assert settings.token_secret is not None
     app.state.token_signer = TokenSigner(settings.token_secret.get_secret_value())
     app.state.declining_accounts = set(settings.local_decline_accounts)

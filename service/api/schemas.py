@@ -34,6 +34,11 @@ class AccountPut(Strict):
     addons: AddonQuantities = Field(default_factory=dict)
     name: Annotated[str, Field(max_length=200)] | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    catalog_version: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="The catalog version the plan's prices come from. Default: the version in "
+        "force for a new account or a new tier; the account's own otherwise (grandfathered)",
+    )
     status: AccountStatus = AccountStatus.active
     current_period_start: AwareDatetime | None = None
     current_period_end: AwareDatetime | None = None
@@ -54,6 +59,11 @@ class AccountOut(BaseModel):
     current_period_end: datetime
     billing_customer_id: str | None
     billing_subscription_id: str | None
+    catalog_version: str = Field(
+        description="The catalog version the plan is priced at (kept until a tier change or a "
+        "catalog migration: grandfathering)"
+    )
+    limits_version: str = Field(description="The catalog version its limits come from")
     recurring_amount: MoneyOut = Field(description="Billed every interval")
     mrr: MoneyOut = Field(description="Monthly recurring revenue (yearly / 12)")
     credit_balance: MoneyOut = Field(

@@ -22,7 +22,7 @@ from service.settings import Settings
 def sync_stripe(apply_changes: bool, catalog_path: Path | None) -> None:
     """Bring Stripe (UPSHIFT_STRIPE_SECRET_KEY) to the catalog: one product per tier and add-on,
     one price per lookup key. Prints the plan; changes nothing without --apply."""
-    from service.adapters.catalog_loader import load_catalog
+    from service.adapters.catalog_loader import load_catalogs
     from service.adapters.stripe_api import StripeNotConfigured, stripe_client
     from service.adapters.stripe_setup import StripeCatalogStore
     from service.domain.catalog import CatalogError
@@ -31,7 +31,7 @@ def sync_stripe(apply_changes: bool, catalog_path: Path | None) -> None:
 
     settings = Settings()
     try:
-        catalog = load_catalog(catalog_path or settings.catalog_path)
+        catalog = load_catalogs(catalog_path or settings.catalog_path).latest
         store = StripeCatalogStore(stripe_client(settings))
         plan = run_sync(store, catalog, apply=apply_changes)
     except (CatalogError, StripeNotConfigured) as exc:

@@ -32,6 +32,10 @@ class Plan:
     interval: Interval
     seats: int
     addons: dict[str, int] = field(default_factory=dict)
+    # The catalog version the plan is priced at ("": the catalog at hand). Grandfathering: an
+    # account keeps its version through seat, add-on and interval changes; a tier change buys
+    # the version in force (see `priced_target`).
+    version: str = ""
 
     def with_changes(
         self,
@@ -46,7 +50,20 @@ class Plan:
             interval=interval or self.interval,
             seats=self.seats if seats is None else seats,
             addons=dict(self.addons if addons is None else addons),
+            version=self.version,
         )
+
+    def matches(self, other: Plan) -> bool:
+        """The same tier, interval, seats and add-ons, at the same catalog version where both
+        name one: a plan read back from a billing provider names a version only when its
+        prices tell it (a price shared by several versions does not)."""
+        return (
+            (self.tier, self.interval, self.seats, self.addons)
+            == (other.tier, other.interval, other.seats, other.addons)
+        ) and (not self.version or not other.version or self.version == other.version)
+
+    def at_version(self, version: str) -> Plan:
+        return Plan(self.tier, self.interval, self.seats, dict(self.addons), version)
 
 
 def moved_to_tier(
@@ -57,16 +74,32 @@ def moved_to_tier(
     seats: int | None = None,
     addons: dict[str, int] | None = None,
 ) -> Plan:
-    """The plan on another tier. Seats not given move into the new tier's range, add-ons not
-    given keep only those the new tier sells; callers show the result, so nothing changes
-    that the customer does not see."""
+    """The plan on another tier, at `catalog`'s version (the one in force: a tier change buys
+    today's prices). Seats not given move into the new tier's range, add-ons not given keep
+    only those the new tier sells; callers show the result, so nothing changes that the
+    customer does not see."""
     tier = catalog.tiers.get(tier_key)
     if tier is not None:
         if seats is None:
             seats = min(max(plan.seats, tier.seats.included), tier.seats.max)
         if addons is None:
             addons = {k: q for k, q in plan.addons.items() if k in tier.addons}
-    return plan.with_changes(tier=tier_key, seats=seats, addons=addons)
+    moved = plan.with_changes(tier=tier_key, seats=seats, addons=addons)
+    return moved.at_version(catalog.version)
+
+
+def priced_target(in_force: Catalog, current: Plan, target: Plan) -> Plan:
+    """The target with the catalog version it is priced at. A tier change buys the version in
+    force for new business (`in_force`): the customer picks a plan off today's price list. A
+    change within the tier (seats, add-ons, interval) keeps the account's own version: buying
+    more of what they have at the price they have (grandfathering), as a Stripe subscription
+    item keeps its price when its quantity changes. A target that names a version explicitly
+    keeps it (a catalog migration moves an account to a chosen version)."""
+    if target.tier != current.tier:
+        return target.at_version(in_force.version)
+    if target.version:
+        return target
+    return target.at_version(current.version)
 
 
 def plan_to_json(plan: Plan) -> dict[str, object]:
@@ -76,6 +109,7 @@ def plan_to_json(plan: Plan) -> dict[str, object]:
         "interval": plan.interval.value,
         "seats": plan.seats,
         "addons": dict(sorted(plan.addons.items())),
+        **({"version": plan.version} if plan.version else {}),
     }
 
 
@@ -85,6 +119,7 @@ def plan_from_json(document: dict[str, Any]) -> Plan:
         interval=Interval(document["interval"]),
         seats=int(document["seats"]),
         addons={str(k): int(v) for k, v in document["addons"].items()},
+        version=str(document.get("version", "")),
     )
 
 
@@ -116,7 +151,9 @@ def validate_plan(catalog: Catalog, plan: Plan, *, prefix: str = "") -> None:
 
 def plan_problems(catalog: Catalog, plan: Plan, *, prefix: str = "") -> Iterator[ValidationFailed]:
     """Every reason the plan is not sellable by this catalog, each naming its field; none when it
-    is (an unknown tier hides the rest: nothing else can be checked against it)."""
+    is (an unknown tier hides the rest: nothing else can be checked against it). The plan is
+    checked against its own catalog version."""
+    catalog = catalog.at_version(plan.version)
     tier = catalog.tiers.get(plan.tier)
     if tier is None:
         yield ValidationFailed(
@@ -161,8 +198,9 @@ def plan_lines(catalog: Catalog, plan: Plan) -> list[PlanLine]:
     """The recurring lines of a plan, in a stable order: base, seats, then add-ons by key.
 
     Sales-assisted tiers have no list price and so no lines here; their contract value is
-    recorded by the people who sell it.
+    recorded by the people who sell it. Prices come from the plan's own catalog version.
     """
+    catalog = catalog.at_version(plan.version)
     tier = catalog.tiers[plan.tier]
     tier_price = tier.prices.get(plan.interval)
     if tier_price is None:

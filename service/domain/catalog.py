@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+)
 
 from service.domain.money import Money, validate_currency
 
@@ -157,6 +166,8 @@ class Catalog(Frozen):
     addons: dict[Key, AddOn] = Field(default_factory=dict)
     thresholds: list[Threshold] = Field(default_factory=list)
     signals: SignalRules = SignalRules()
+    # The versions this one is published with (see CatalogHistory); None: it stands alone.
+    _history: CatalogHistory | None = PrivateAttr(default=None)
 
     @classmethod
     def parse(cls, document: Any) -> Catalog:
@@ -178,6 +189,20 @@ class Catalog(Frozen):
         return catalog
 
     # -- lookups used across the service -------------------------------------------------------
+    def at_version(self, version: str) -> Catalog:
+        """The catalog of `version` among the versions this one is published with ("" or its
+        own version: this one). An account's plan is priced at its own version."""
+        if not version or version == self.version:
+            return self
+        if self._history is None:
+            raise UnknownCatalogVersion(version, (self.version,))
+        return self._history.version(version)
+
+    @property
+    def history(self) -> CatalogHistory:
+        """Every version this catalog is published with (itself alone when it stands alone)."""
+        return self._history if self._history is not None else CatalogHistory([self])
+
     def tier(self, key: str) -> Tier:
         return self.tiers[key]
 
@@ -216,6 +241,117 @@ class Catalog(Frozen):
         for addon_key, addon in self.addons.items():
             for interval, price in addon.prices.items():
                 yield f"addons.{addon_key}.prices.{interval.value}", price
+
+
+class UnknownCatalogVersion(LookupError):
+    """A plan names a catalog version that is not loaded (a version still in use was removed)."""
+
+    def __init__(self, version: str, known: tuple[str, ...]) -> None:
+        self.version = version
+        super().__init__(
+            f"catalog version '{version}' is not loaded (loaded: {', '.join(known)}); "
+            "a version stays in pricing_catalog/ while accounts are on it"
+        )
+
+
+class CatalogHistory:
+    """The published catalog versions, oldest first. New business gets the version in force
+    (the latest whose `effective_from` has come); an account keeps the version its prices
+    come from until it changes tier or is migrated (grandfathering).
+
+    Each version is linked to this history (`Catalog.at_version`), so any of them prices a
+    plan of any other. Build one with `CatalogHistory.check` to get every cross-version
+    problem reported; the constructor assumes they were checked.
+    """
+
+    def __init__(self, versions: list[Catalog]) -> None:
+        ordered = sorted(versions, key=lambda c: c.effective_from)
+        linked = [catalog.model_copy() for catalog in ordered]
+        for catalog in linked:
+            catalog._history = self
+        self.versions: tuple[Catalog, ...] = tuple(linked)
+        self._by_version = {catalog.version: catalog for catalog in linked}
+
+    @classmethod
+    def check(cls, versions: list[tuple[str, Catalog]]) -> CatalogHistory:
+        """The history of (source, catalog) pairs; CatalogError naming each source and spot."""
+        problems = list(history_problems(versions))
+        if problems:
+            raise CatalogError(problems)
+        return cls([catalog for _source, catalog in versions])
+
+    @property
+    def latest(self) -> Catalog:
+        return self.versions[-1]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.version for c in self.versions)
+
+    def version(self, version: str) -> Catalog:
+        found = self._by_version.get(version)
+        if found is None:
+            raise UnknownCatalogVersion(version, self.names)
+        return found
+
+    def in_force(self, at: datetime) -> Catalog:
+        """The version new business gets at `at`: the latest in effect (the first one before
+        any is in effect, so a clock set before the first version still prices)."""
+        current = self.versions[0]
+        for catalog in self.versions[1:]:
+            if catalog.effective_from > at:
+                break
+            current = catalog
+        return current
+
+    def with_version(self, catalog: Catalog, source: str = "(published)") -> CatalogHistory:
+        """This history and one more version, checked against the others."""
+        pairs = [(c.version, c) for c in self.versions if c.version != catalog.version]
+        return CatalogHistory.check([*pairs, (source, catalog)])
+
+
+def history_problems(versions: list[tuple[str, Catalog]]) -> Iterator[CatalogIssue]:
+    """What makes a set of versions unusable together, each named by its source and spot: a
+    version or an `effective_from` used twice, another currency (accounts keep theirs), and a
+    lookup key that stands for two amounts (a Stripe price is immutable: a new amount is a new
+    price, so it needs a new lookup key; the same key in two versions is the same price)."""
+    if not versions:
+        yield CatalogIssue("(catalog)", "no catalog version found")
+        return
+    seen_version: dict[str, str] = {}
+    seen_start: dict[datetime, str] = {}
+    keys: dict[str, tuple[int, str, str]] = {}
+    first_currency = versions[0][1].currency
+    for source, catalog in versions:
+        if catalog.version in seen_version:
+            yield CatalogIssue(
+                f"{source}: version",
+                f"version '{catalog.version}' is already in {seen_version[catalog.version]}",
+            )
+        seen_version.setdefault(catalog.version, source)
+        if catalog.effective_from in seen_start:
+            yield CatalogIssue(
+                f"{source}: effective_from",
+                f"{catalog.effective_from.isoformat()} is already the start of "
+                f"{seen_start[catalog.effective_from]}",
+            )
+        seen_start.setdefault(catalog.effective_from, source)
+        if catalog.currency != first_currency:
+            yield CatalogIssue(
+                f"{source}: currency",
+                f"every version bills in {first_currency} (accounts keep their currency)",
+            )
+        for path, price in catalog.all_prices():
+            interval = path.split(".prices.")[1].split(".")[0]
+            known = keys.get(price.lookup_key)
+            if known is None:
+                keys[price.lookup_key] = (price.amount, interval, f"{source}: {path}")
+            elif (known[0], known[1]) != (price.amount, interval):
+                yield CatalogIssue(
+                    f"{source}: {path}.lookup_key",
+                    f"'{price.lookup_key}' is {known[0]} per {known[1]} at {known[2]}; a new "
+                    "amount is a new price and needs a new lookup key",
+                )
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,21 +87,25 @@ def _hit(signals: SignalsView, feature: str) -> bool:
     return any(c.feature == feature and c.level == "limit" for c in signals.crossings)
 
 
-def _self_serve_upgrades(catalog: Catalog, tier: str) -> list[str]:
-    """Immediate, self-serve upgrade targets of a tier, cheapest (lowest rank) first."""
+def _self_serve_upgrades(catalog: Catalog, plan: Plan) -> list[str]:
+    """Immediate, self-serve upgrade targets of the plan's tier, cheapest (lowest rank) first.
+    The paths are the version in force's (`catalog`), or the plan's own version's when its tier
+    is no longer sold; a target must be sold, self-serve, by the version in force."""
+    source = catalog if plan.tier in catalog.tiers else catalog.at_version(plan.version)
     paths = [
         p.to
-        for p in catalog.tiers[tier].upgrades
-        if p.timing is Timing.immediate and catalog.tiers[p.to].self_serve
+        for p in source.tiers[plan.tier].upgrades
+        if p.timing is Timing.immediate and p.to in catalog.tiers and catalog.tiers[p.to].self_serve
     ]
     return sorted(paths, key=lambda key: catalog.tiers[key].rank)
 
 
 def _raises(catalog: Catalog, plan: Plan, to_tier: str, feature: str) -> bool:
+    own = catalog.at_version(plan.version)
     if feature == SEATS_FEATURE:
-        return catalog.tiers[to_tier].seats.max > catalog.tiers[plan.tier].seats.max
+        return catalog.tiers[to_tier].seats.max > own.tiers[plan.tier].seats.max
     kept = {k: q for k, q in plan.addons.items() if k in catalog.tiers[to_tier].addons}
-    now = catalog.limit(plan.tier, feature, plan.addons)
+    now = own.limit(plan.tier, feature, plan.addons)
     then = catalog.limit(to_tier, feature, kept)
     return then is None or (now is not None and int(then) > int(now))
 
@@ -109,10 +113,14 @@ def _raises(catalog: Catalog, plan: Plan, to_tier: str, feature: str) -> bool:
 def candidates(
     catalog: Catalog, plan: Plan, usage: Mapping[str, FeatureUsageView], signals: SignalsView
 ) -> list[OfferCandidate]:
-    """Every offer the account's state and signals justify, strongest first (see `rank`)."""
+    """Every offer the account's state and signals justify, strongest first (see `rank`).
+
+    `catalog` is the version in force: step ups are priced and sized by it. Seat and add-on
+    offers stay on the plan's own version (grandfathered prices; see priced_target)."""
     found: list[OfferCandidate] = []
-    tier = catalog.tiers[plan.tier]
-    step_ups = _self_serve_upgrades(catalog, plan.tier)
+    own = catalog.at_version(plan.version)
+    tier = own.tiers[plan.tier]
+    step_ups = _self_serve_upgrades(catalog, plan)
     pressured: list[tuple[str, int]] = []
     for feature, feature_usage in usage.items():
         percent = _utilization(feature_usage)
@@ -138,7 +146,7 @@ def candidates(
                 found.append(
                     OfferCandidate(
                         OfferEngine.seat,
-                        Plan(plan.tier, plan.interval, seats, dict(plan.addons)),
+                        plan.with_changes(seats=seats),
                         plan.tier,
                         (reason,),
                         ids,
@@ -147,7 +155,7 @@ def candidates(
                 )
         else:
             for addon_key in tier.addons:
-                addon = catalog.addons[addon_key]
+                addon = own.addons[addon_key]
                 quantity = plan.addons.get(addon_key, 0)
                 if (
                     addon.kind is AddOnKind.usage_pack
@@ -185,7 +193,7 @@ def candidates(
             key
             for key, feature in catalog.features.items()
             if feature.kind is FeatureKind.boolean
-            and not catalog.limit(plan.tier, key, plan.addons)
+            and not own.limit(plan.tier, key, plan.addons)
             and catalog.limit(next_tier, key, {})
         ]
         if unlocked:

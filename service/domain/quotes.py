@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from service.domain.accounts import Plan, plan_lines, recurring_amount, validate_plan
+from service.domain.accounts import Plan, plan_lines, priced_target, recurring_amount, validate_plan
 from service.domain.catalog import Catalog, Interval, Timing
 from service.domain.errors import ValidationFailed
 from service.domain.money import Money, monthly_from_interval
@@ -137,6 +137,10 @@ def classify_change(catalog: Catalog, current: Plan, target: Plan) -> tuple[Chan
     Monthly to yearly billing applies at once (the year is invoiced now), yearly to monthly at
     the end of the term; within a tier and interval an upgrade applies at once, a downgrade at
     the end of the term.
+
+    `catalog` is the version in force; `target` is priced at its own version (priced_target).
+    The allowed paths are the version in force's, or the account's own version's when its
+    tier is no longer sold.
     """
     validate_plan(catalog, target, prefix="target.")
     if target == current:
@@ -144,7 +148,8 @@ def classify_change(catalog: Catalog, current: Plan, target: Plan) -> tuple[Chan
     raises_mrr = plan_mrr(catalog, target) >= plan_mrr(catalog, current)
     kind = ChangeKind.upgrade if raises_mrr else ChangeKind.downgrade
     if target.tier != current.tier:
-        path = catalog.upgrade_path(current.tier, target.tier)
+        paths = catalog if current.tier in catalog.tiers else catalog.at_version(current.version)
+        path = paths.upgrade_path(current.tier, target.tier)
         if path is None:
             raise ChangeNotAllowed(
                 f"changing from '{current.tier}' to '{target.tier}' is not an allowed path",
@@ -181,7 +186,10 @@ class PreparedChange:
 
 
 def prepare_change(catalog: Catalog, current: Plan, target: Plan) -> PreparedChange:
-    """Classify the change from `current` to `target` (ChangeNotAllowed if it is not allowed)."""
+    """Classify the change from `current` to `target` (ChangeNotAllowed if it is not allowed).
+    `catalog` is the version in force; the target is priced at the version `priced_target`
+    gives it, and the current plan at its own."""
+    target = priced_target(catalog, current, target)
     kind, timing = classify_change(catalog, current, target)
     lines = tuple(target_lines(catalog, target))
     recurring = sum(line.unit_amount.minor * line.quantity for line in lines)
@@ -193,16 +201,16 @@ def prepare_change(catalog: Catalog, current: Plan, target: Plan) -> PreparedCha
         target_lines=lines,
         new_recurring=Money(recurring, catalog.currency),
         new_mrr=Money(monthly_from_interval(recurring, target.interval.months), catalog.currency),
-        catalog_version=catalog.version,
+        catalog_version=target.version or catalog.version,
     )
 
 
-PlanKey = tuple[str, Interval, int, tuple[tuple[str, int], ...]]
+PlanKey = tuple[str, Interval, int, tuple[tuple[str, int], ...], str]
 
 
 def plan_key(plan: Plan) -> PlanKey:
     """A plan as a hashable value: equal keys, equal plans."""
-    return (plan.tier, plan.interval, plan.seats, tuple(sorted(plan.addons.items())))
+    return (plan.tier, plan.interval, plan.seats, tuple(sorted(plan.addons.items())), plan.version)
 
 
 class ChangeBook:

@@ -184,7 +184,8 @@ def requested_tier(crossing: Crossing) -> str | None:
 
 
 def has_self_serve_upgrade(catalog: Catalog, tier_key: str) -> bool:
-    return any(path.timing is Timing.immediate for path in catalog.tiers[tier_key].upgrades)
+    tier = catalog.tiers.get(tier_key)  # a tier the version in force no longer sells: none
+    return tier is not None and any(path.timing is Timing.immediate for path in tier.upgrades)
 
 
 def motion_for(catalog: Catalog, tier_key: str, acv_minor: int) -> Motion:

@@ -9,7 +9,13 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import NamedTuple
 
-from service.domain.catalog import SEATS_FEATURE, Catalog, FeatureKind, UsageReset
+from service.domain.catalog import (
+    SEATS_FEATURE,
+    Catalog,
+    FeatureKind,
+    UnknownCatalogVersion,
+    UsageReset,
+)
 from service.domain.periods import Period, billing_period_containing, calendar_month
 
 # Lifetime counters (capacity features, active seats) have no period; the counter table keys
@@ -141,10 +147,11 @@ class UsageAccount(NamedTuple):
     seats: int  # purchased
     addons: Mapping[str, int]
     cycle: BillingCycle
+    limits_version: str = ""  # the catalog version its limits come from ("": the one at hand)
 
 
 class LimitBook:
-    """Effective limits per (tier, add-ons), computed once per combination for a catalog.
+    """Effective limits per (catalog version, tier, add-ons), computed once per combination.
 
     An account on a tier (or with an add-on) that a newer catalog dropped gets no limits from
     it rather than an error: a sweep after a catalog change must not stop at such an account.
@@ -153,23 +160,30 @@ class LimitBook:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._by_plan: dict[
-            tuple[str, tuple[tuple[str, int], ...]], dict[str, int | bool | None]
+            tuple[str, str, tuple[tuple[str, int], ...]], dict[str, int | bool | None]
         ] = {}
 
-    def limits(self, tier: str, addons: Mapping[str, int]) -> dict[str, int | bool | None]:
-        key = (tier, tuple(sorted(addons.items())) if addons else ())
+    def limits(
+        self, tier: str, addons: Mapping[str, int], version: str = ""
+    ) -> dict[str, int | bool | None]:
+        key = (version, tier, tuple(sorted(addons.items())) if addons else ())
         found = self._by_plan.get(key)
         if found is None:
-            found = self._by_plan[key] = self._compute(tier, addons)
+            found = self._by_plan[key] = self._compute(tier, addons, version)
         return found
 
     def limit(self, account: UsageAccount, feature: str) -> int | bool | None:
         if feature == SEATS_FEATURE:
             return account.seats
-        return self.limits(account.tier, account.addons).get(feature, 0)
+        return self.limits(account.tier, account.addons, account.limits_version).get(feature, 0)
 
-    def _compute(self, tier: str, addons: Mapping[str, int]) -> dict[str, int | bool | None]:
-        catalog = self.catalog
+    def _compute(
+        self, tier: str, addons: Mapping[str, int], version: str
+    ) -> dict[str, int | bool | None]:
+        try:
+            catalog = self.catalog.at_version(version)
+        except UnknownCatalogVersion:
+            return {}
         if tier not in catalog.tiers:
             return {}
         known = {key: quantity for key, quantity in addons.items() if key in catalog.addons}
@@ -187,7 +201,9 @@ def build_snapshot(
 
     `counters` maps (feature, period start) to the counted amount; a missing counter is zero.
     """
-    limits = (book or LimitBook(catalog)).limits(account.tier, account.addons)
+    limits = (book or LimitBook(catalog)).limits(
+        account.tier, account.addons, account.limits_version
+    )
     features: dict[str, FeatureUsage] = {}
     for key, spec in catalog.features.items():
         limit = limits.get(key, False if spec.kind is FeatureKind.boolean else 0)

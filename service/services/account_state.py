@@ -26,6 +26,8 @@ __all__ = [
     "plan_of",
     "plan_snapshot",
     "state_of",
+    "versions_after",
+    "write_plan",
 ]
 
 
@@ -82,8 +84,30 @@ def state_of(row: AccountRow | AccountRecord) -> AccountState:
 
 def plan_of(row: AccountRow | AccountColumns | AccountRecord) -> Plan:
     return Plan(
-        tier=row.tier, interval=Interval(row.interval), seats=row.seats, addons=dict(row.addons)
+        tier=row.tier,
+        interval=Interval(row.interval),
+        seats=row.seats,
+        addons=dict(row.addons),
+        version=row.catalog_version,
     )
+
+
+def versions_after(plan: Plan, row: AccountRow | AccountColumns | AccountRecord) -> tuple[str, str]:
+    """The account's (catalog version, limits version) once it is on `plan`. A plan with no
+    version keeps the row's; when the price version moves the limits follow: a tier change or a
+    migration moves both (only a limits rollout moves limits alone)."""
+    if plan.version and plan.version != row.catalog_version:
+        return plan.version, plan.version
+    return row.catalog_version, row.limits_version
+
+
+def write_plan(row: AccountRow, plan: Plan) -> None:
+    """Put the plan, and the catalog versions it brings (versions_after), on the account's row."""
+    row.tier = plan.tier
+    row.interval = plan.interval.value
+    row.seats = plan.seats
+    row.addons = dict(sorted(plan.addons.items()))
+    row.catalog_version, row.limits_version = versions_after(plan, row)
 
 
 def plan_snapshot(plan: AccountRow | Plan) -> PlanSnapshot:

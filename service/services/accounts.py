@@ -15,15 +15,22 @@ from service.domain.accounts import (
     AccountStatus,
     Plan,
     plan_lines,
+    priced_target,
     validate_plan,
 )
-from service.domain.catalog import Catalog, Interval
+from service.domain.catalog import Catalog, Interval, UnknownCatalogVersion
 from service.domain.errors import Conflict, NotFound, ValidationFailed
 from service.domain.ledger import Source
 from service.domain.periods import Period, add_months
 from service.domain.quotes import billed_nothing, current_billed
 from service.ports import BillingGateway, Clock
-from service.services.account_state import account_mrr, mark_changed, plan_snapshot
+from service.services.account_state import (
+    account_mrr,
+    mark_changed,
+    plan_of,
+    plan_snapshot,
+    write_plan,
+)
 from service.services.billing import store_billed
 from service.services.ledger import record_account_state
 from service.services.signals import evaluate_account
@@ -43,6 +50,7 @@ class AccountInput:
     addons: dict[str, int] = field(default_factory=dict)
     name: str | None = None
     currency: str | None = None
+    catalog_version: str | None = None
     status: AccountStatus = AccountStatus.active
     current_period_start: datetime | None = None
     current_period_end: datetime | None = None
@@ -56,6 +64,20 @@ def get_account(session: Session, account_id: str, *, for_update: bool = False) 
     if row is None:
         raise unknown_account(account_id)
     return row
+
+
+def known_version(catalog: Catalog, version: str | None) -> str:
+    """`version` when the catalog has it ("" when none is named); 422 naming the field if not."""
+    if not version:
+        return ""
+    try:
+        return catalog.at_version(version).version
+    except UnknownCatalogVersion:
+        raise ValidationFailed(
+            f"unknown catalog version '{version}' (published: {', '.join(catalog.history.names)})",
+            field="catalog_version",
+            code="unknown_catalog_version",
+        ) from None
 
 
 def unknown_account(account_id: str) -> NotFound:
@@ -79,8 +101,13 @@ def put_account(
     invoice charged. A trialing account is invoiced nothing until its trial ends (a renewal).
     A later PUT states the plan as billed: it is the admin's correction, not a sale.
     """
-    plan = Plan(tier=data.tier, interval=data.interval, seats=data.seats, addons=data.addons)
-    validate_plan(catalog, plan)
+    plan = Plan(
+        tier=data.tier,
+        interval=data.interval,
+        seats=data.seats,
+        addons=data.addons,
+        version=known_version(catalog, data.catalog_version),
+    )
     if data.currency is not None and data.currency != catalog.currency:
         raise ValidationFailed(
             f"the catalog sells in {catalog.currency}, not {data.currency}",
@@ -122,13 +149,20 @@ def put_account(
         # the old one and must not undo the new one at renewal.
         ScheduledChangeRepository(session).cancel_pending(account_id)
     before = None if row is None else plan_snapshot(row)
+    # A new account buys the version in force; a PUT keeps the account's version on the same
+    # tier (grandfathered) and gives a new tier today's; `catalog_version` states another.
     if row is None:
-        row = AccountRow(id=account_id, created_at=now)
+        plan = plan.at_version(plan.version or catalog.version)
+    else:
+        plan = priced_target(catalog, plan_of(row), plan)
+    validate_plan(catalog, plan)
+    if row is None:
+        version = plan.version
+        row = AccountRow(
+            id=account_id, created_at=now, catalog_version=version, limits_version=version
+        )
     row.name = data.name
-    row.tier = plan.tier
-    row.interval = plan.interval.value
-    row.seats = plan.seats
-    row.addons = dict(sorted(plan.addons.items()))
+    write_plan(row, plan)
     row.currency = catalog.currency
     row.status = data.status.value
     row.current_period_start = period_start
@@ -173,7 +207,7 @@ def put_account(
         source=Source.ADMIN,
         idempotency_key=f"admin:put:{account_id}:{row.version}",
         occurred_at=now,
-        catalog_version=catalog.version,
+        catalog_version=row.catalog_version,
     )
     # The plan sets the limits: record the thresholds the account's usage crosses under it.
     evaluate_account(session, catalog, row, now)

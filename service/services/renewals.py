@@ -32,6 +32,7 @@ from service.services.account_state import (
     mark_changed,
     plan_of,
     plan_snapshot,
+    versions_after,
 )
 from service.services.billing import GatewayFactory, store_billed_many
 from service.services.ledger import MovementRequest, ledger_balances_of, record_movements
@@ -142,7 +143,7 @@ def renew_accounts(
                         source=Source.API,
                         idempotency_key=f"renewal:{account.id}:{int(renewal.boundary.timestamp())}",
                         occurred_at=renewal.boundary,
-                        catalog_version=catalog.version,
+                        catalog_version=after.plan.version or catalog.version,
                         recorded_at=now,
                     )
                 )
@@ -150,6 +151,8 @@ def renew_accounts(
             term = Term(after.plan, status, after.anchor, after.period)
             count += 1
         if count:
+            # A scheduled change may move the plan to another catalog version.
+            catalog_version, limits_version = versions_after(term.plan, account)
             renewed.append(
                 RenewedAccount(
                     id=account.id,
@@ -163,6 +166,8 @@ def renew_accounts(
                     current_period_end=term.period.end,
                     credit_balance_minor=credit,
                     updated_at=term.period.start,
+                    catalog_version=catalog_version,
+                    limits_version=limits_version,
                 )
             )
             mark_changed(session, account.id)
@@ -293,7 +298,7 @@ class RenewalWorker:
     def __init__(
         self,
         factory: sessionmaker[Session],
-        catalog: Catalog,
+        catalog: Callable[[], Catalog],
         gateways: GatewayFactory,
         clock: Clock,
         poll_s: float,
@@ -318,7 +323,7 @@ class RenewalWorker:
 
     def run_once(self) -> RenewalRound:
         now = self.clock.now()
-        done = renew_due_accounts(self.factory, self.catalog, self.gateways, now)
+        done = renew_due_accounts(self.factory, self.catalog(), self.gateways, now)
         self.on_round(done, renewal_lag_seconds(self.factory, self.clock.now()))
         return done
 

@@ -158,7 +158,14 @@ class _AcvBook:
         self._by_plan: dict[tuple[object, ...], int] = {}
 
     def of(self, row: AccountColumns) -> int:
-        key = (row.tier, row.interval, row.seats, tuple(sorted(row.addons.items())), row.status)
+        key = (
+            row.catalog_version,
+            row.tier,
+            row.interval,
+            row.seats,
+            tuple(sorted(row.addons.items())),
+            row.status,
+        )
         found = self._by_plan.get(key)
         if found is None:
             found = self._by_plan[key] = acv_minor(self.catalog, row)
@@ -327,14 +334,15 @@ def sweep_page(
     lowest = {feature: ts[0].at_percent for feature, ts in by_feature.items()}
     triggers = []
     addon_sets: dict[str | None, dict[str, int]] = {}
-    for tier, addons_json in signals.plans_between(after_id, last_id):
+    for version, tier, addons_json in signals.plans_between(after_id, last_id):
         addons = addon_sets[addons_json] = json.loads(addons_json) if addons_json else {}
-        for feature, limit_value in book.limits(tier, addons).items():
+        for feature, limit_value in book.limits(tier, addons, version).items():
             at_percent = lowest.get(feature)
             if at_percent is None or not _is_count(limit_value) or limit_value <= 0:
                 continue
             # used * 100 >= at_percent * limit  <=>  used >= ceil(at_percent * limit / 100)
-            triggers.append((tier, addons_json, feature, -(-at_percent * limit_value // 100)))
+            at_least = -(-at_percent * limit_value // 100)
+            triggers.append((tier, addons_json, feature, at_least, version))
     readings = signals.counters_reaching(
         after_id, last_id, now, triggers, lowest.get(SEATS_FEATURE)
     )

@@ -34,6 +34,7 @@ from service.services.account_state import (
     plan_of,
     plan_snapshot,
     state_of,
+    write_plan,
 )
 from service.services.accounts import get_account
 from service.services.billing import GatewayFactory, billed_lines, store_billed
@@ -336,7 +337,7 @@ def _finish(
         mark_changed(session, account.id)
         status_code, body = 402, _awaiting_payment(account.id, change, upgrade_id, result)
         pending = {"change": change.to_json(), "applied": applied_to_json(result)}
-    elif plan_of(account) == change.target and change.current != change.target:
+    elif plan_of(account).matches(change.target) and not change.current.matches(change.target):
         # The claim's lease ran out while the provider was slow and Stripe's webhook brought
         # the account to the change meanwhile (booked as a webhook movement): not twice.
         log.warning("upgrade %s was already synced from the provider", upgrade_id)
@@ -385,10 +386,10 @@ def settle_upgrades(
         applied = applied_from_json(row.pending["applied"], change.amount_due.currency)
         if pending_invoice is not None and pending_invoice == applied.invoice_id:
             continue  # the customer has not completed the payment yet
-        if pending_invoice is None and plan == change.target:
+        if pending_invoice is None and plan is not None and plan.matches(change.target):
             # Stripe collected the invoice's amount, the quoted one.
             charged = replace(applied, amount_charged=change.amount_due, action=None, mrr=mrr)
-            if plan_of(account) == change.target:
+            if plan_of(account).matches(change.target):
                 entry_id = None  # an earlier sync already brought the account to it
             else:
                 entry_id = _apply(session, catalog, now, account, change, charged, row.id)
@@ -427,15 +428,20 @@ def _requote(
         target = request.target.applied_to(catalog, account.plan)
         return quote_for_account(catalog, account, billed, target, now), None
     offer = read_offer(signer, request.offer_token, account.id, now)
-    if offer.catalog_version != catalog.version or offer.account_version != account.version:
+    quote = None
+    if offer.account_version == account.version:
+        quote = quote_for_account(catalog, account, billed, offer.target, now, offer.proration_date)
+    # The target is priced at the version it was offered at (the account's own, or the one in
+    # force for a new tier): another one now means another price list.
+    repriced = quote is not None and quote.catalog_version != offer.catalog_version
+    if quote is None or repriced:
         # The offer came from a stale cached plan: drop it, so "fetch the offers again" gets
         # fresh ones even from a process that missed the change.
         mark_changed(session, account.id)
-    if offer.catalog_version != catalog.version:
-        raise QuoteChanged("prices changed since the offer was made; fetch the offers again")
-    if offer.account_version != account.version:
+    if quote is None:
         raise StateChanged("the account changed since the offer was made; fetch the offers again")
-    quote = quote_for_account(catalog, account, billed, offer.target, now, offer.proration_date)
+    if repriced:
+        raise QuoteChanged("prices changed since the offer was made; fetch the offers again")
     return quote, offer
 
 
@@ -627,10 +633,7 @@ def _apply(
     # where they do not (a trial, a catalog change) the ledger must stay in step with itself.
     before_mrr = ledger_balances(session, account.id).get(account.currency, 0)
     target = change.target
-    account.tier = target.tier
-    account.interval = target.interval.value
-    account.seats = target.seats
-    account.addons = dict(sorted(target.addons.items()))
+    write_plan(account, target)
     account.current_period_start = applied.period.start
     account.current_period_end = applied.period.end
     account.billing_subscription_id = applied.subscription_id or account.billing_subscription_id
@@ -653,7 +656,7 @@ def _apply(
         source=Source.SELF_SERVE_OFFER if change.offer_id else Source.API,
         idempotency_key=f"upgrade:{upgrade_id}",
         occurred_at=now,
-        catalog_version=catalog.version,
+        catalog_version=account.catalog_version,
         attribution=Attribution(
             motion=Motion(signals.motion),
             offer_id=change.offer_id,

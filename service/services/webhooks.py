@@ -29,14 +29,14 @@ from service.adapters.webhook_inbox import (
     account_by_subscription,
     account_version_by_subscription,
 )
-from service.domain.accounts import AccountStatus, Plan
+from service.domain.accounts import AccountStatus, Plan, priced_target
 from service.domain.catalog import Catalog
 from service.domain.errors import Conflict, DomainError
 from service.domain.ledger import PlanSnapshot, Source
 from service.domain.money import Money
 from service.domain.periods import Period
 from service.ports import Clock
-from service.services.account_state import mark_changed, plan_of, plan_snapshot
+from service.services.account_state import mark_changed, plan_of, plan_snapshot, write_plan
 from service.services.ledger import ledger_balances, record_movement
 from service.services.test_clocks import CLOCK_EVENTS, clock_advanced, follow_subscription_clock
 from service.services.upgrades import UpgradeInProgress, settle_upgrades
@@ -363,6 +363,9 @@ def sync_account(
         raise UnmappableSubscription(
             f"subscription {remote.id} has no single base item with a catalog price"
         )
+    # Stripe's prices name the version when they differ between versions; prices shared by
+    # several versions leave the account on its own (or, for a new tier, the one in force).
+    plan = priced_target(catalog, plan_of(account), plan)
     paying = status in (AccountStatus.active, AccountStatus.past_due)  # as account_mrr counts
     mrr_after = remote.mrr if paying else Money.zero(remote.currency)
     clock_moved = follow_subscription_clock(account, remote)
@@ -381,10 +384,7 @@ def sync_account(
             mark_changed(session, account.id)
         return clock_moved
     before = plan_snapshot(account)
-    account.tier = plan.tier
-    account.interval = plan.interval.value
-    account.seats = plan.seats
-    account.addons = dict(sorted(plan.addons.items()))
+    write_plan(account, plan)
     account.status = status.value
     account.current_period_start = remote.period.start
     account.current_period_end = remote.period.end
@@ -475,7 +475,7 @@ def _record(
                 else f"{idempotency_key}:{currency}"
             ),
             occurred_at=occurred_at,
-            catalog_version=catalog.version,
+            catalog_version=account.catalog_version,
             stripe_invoice_id=invoice_id,
             stripe_subscription_id=account.billing_subscription_id,
         )

@@ -114,7 +114,9 @@ def test_offer_token_upgrade(
     charged = done.json()["amount_charged"]["amount_minor"]
     assert charged == offer["quote"]["amount_due_now"]["amount_minor"] > 0
     remote = world.billing().subscription(acme["billing_subscription_id"])
-    assert remote.plan == Plan("growth", Interval.month, offer["target"]["seats"], {})
+    assert remote.plan == Plan(
+        "growth", Interval.month, offer["target"]["seats"], {}, acme["catalog_version"]
+    )
     entry = ledger_rows(db, "acme")[-1]
     assert (entry.source, entry.offer_id) == ("self_serve_offer", offer["id"])
     books(stripe_http, admin_headers, db, world, acme)
@@ -140,7 +142,7 @@ def test_tier_upgrade_moves_the_subscription(
     )
     assert done.status_code == 200, done.text
     remote = world.billing().subscription(acme["billing_subscription_id"])
-    assert remote.plan == Plan("business", Interval.month, 10, {})
+    assert remote.plan == Plan("business", Interval.month, 10, {}, acme["catalog_version"])
     account = stripe_http.get("/v1/accounts/acme", headers=admin_headers).json()
     assert (account["tier"], account["seats"]) == ("business", 10)
     assert ledger_rows(db, "acme")[-1].engine == "upsell"

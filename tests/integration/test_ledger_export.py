@@ -198,8 +198,9 @@ def test_cli_exports_the_credit_dataset_and_refuses_it_as_parquet(
             text(
                 "INSERT INTO accounts (id, tier, interval, seats, addons, currency, status, "
                 "current_period_start, current_period_end, credit_balance_minor, version, "
-                "created_at, updated_at) VALUES ('acme', 'growth', 'month', 5, '{}', 'EUR', "
-                "'active', :t, :t, 0, 1, :t, :t)"
+                "catalog_version, limits_version, created_at, updated_at) VALUES ('acme', "
+                "'growth', 'month', 5, '{}', 'EUR', 'active', :t, :t, 0, 1, '2026-11-01.1', "
+                "'2026-11-01.1', :t, :t)"
             ),
             {"t": at(2026, 1, 1)},
         )

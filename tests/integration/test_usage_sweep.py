@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
-from service.adapters.catalog_loader import load_catalog
+from service.adapters.catalog_loader import load_catalog, load_catalogs
 from service.adapters.db import make_session_factory
 from service.adapters.signal_repository import SignalRepository
 from service.cli import main
@@ -21,18 +21,32 @@ from tests.conftest import CATALOG_PATH
 from tests.fakes.clock import FakeClock
 from tests.usage_fixtures import crossing_keys, event, ingest, put_account, row_counts
 
+STRICTER = "2026-11-05.1"
+
 
 def stricter_catalog(tmp_path: Path) -> Path:
-    """The bundled catalog with Starter's API calls cut to 5,000 and its seats threshold at 60 %."""
+    """A catalog directory: the bundled version, and a later one (in force from 5 November) with
+    Starter's API calls cut to 5,000 and the seats threshold at 60 %."""
+    folder = tmp_path / "catalog"
+    folder.mkdir(exist_ok=True)
+    (folder / "catalog.yaml").write_text(CATALOG_PATH.read_text())
     document = yaml.safe_load(CATALOG_PATH.read_text())
-    document["version"] = "2026-12-01.1"
+    document["version"] = STRICTER
+    document["effective_from"] = "2026-11-05T00:00:00Z"
     document["tiers"]["starter"]["limits"]["api_calls"] = 5_000
     for threshold in document["thresholds"]:
         if threshold["key"] == "seats_high":
             threshold["at_percent"] = 60
-    path = tmp_path / "catalog.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
+    (folder / "stricter.yaml").write_text(yaml.safe_dump(document))
+    return folder
+
+
+def roll_out_stricter(db: Engine, tmp_path: Path) -> Catalog:
+    """The stricter version, with its limits rolled out to every account (their prices stay on
+    the bundled version): thresholds are the version in force's, limits each account's own."""
+    with db.begin() as connection:
+        connection.execute(text("UPDATE accounts SET limits_version = :v"), {"v": STRICTER})
+    return load_catalogs(stricter_catalog(tmp_path)).version(STRICTER)
 
 
 @pytest.fixture
@@ -58,7 +72,7 @@ def test_a_catalog_change_is_swept_in_pages_once(
     bundled = load_catalog(CATALOG_PATH)
     assert sweep(factory, bundled, clock.now(), batch_size=3).crossings == 0
 
-    stricter = load_catalog(stricter_catalog(tmp_path))
+    stricter = roll_out_stricter(db, tmp_path)
     pages = []
     report = sweep(factory, stricter, clock.now(), batch_size=3, on_page=pages.append)
     assert [page.accounts for page in pages] == [3, 3, 1]
@@ -78,7 +92,7 @@ def test_a_catalog_change_is_swept_in_pages_once(
         versions = set(
             connection.execute(text("SELECT catalog_version FROM signal_crossings")).scalars()
         )
-    assert versions == {"2026-12-01.1"}
+    assert versions == {STRICTER}
     assert row_counts(db)["signal_outbox"] == 7
 
     assert sweep(factory, stricter, clock.now(), batch_size=2).crossings == 0
@@ -89,7 +103,7 @@ def test_a_catalog_change_is_swept_in_pages_once(
 def test_pages_swept_at_once_record_what_one_at_a_time_would(
     db: Engine, clock: FakeClock, seven_accounts: None, tmp_path: Path, workers: int
 ) -> None:
-    stricter = load_catalog(stricter_catalog(tmp_path))
+    stricter = roll_out_stricter(db, tmp_path)
     pages = []
     report = sweep(
         make_session_factory(db),
@@ -162,6 +176,7 @@ def test_sweep_command_shows_progress_and_is_idempotent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("UPSHIFT_DATABASE_URL", database_url)
+    roll_out_stricter(db, tmp_path)
     monkeypatch.setenv("UPSHIFT_CATALOG_PATH", str(stricter_catalog(tmp_path)))
     # The command runs at the usage's own moment, whatever the machine's date.
     monkeypatch.setenv("UPSHIFT_NOW", clock.now().isoformat())
@@ -189,7 +204,7 @@ def test_recorded_keys_are_read_back_for_the_accounts_and_periods_asked(
     db: Engine, clock: FakeClock, seven_accounts: None, tmp_path: Path
 ) -> None:
     factory = make_session_factory(db)
-    sweep(factory, load_catalog(stricter_catalog(tmp_path)), clock.now())
+    sweep(factory, roll_out_stricter(db, tmp_path), clock.now())
     november = datetime(2026, 11, 1, tzinfo=UTC)
     billing = datetime(2026, 11, 10, 12, tzinfo=UTC)  # acct-5's period: created at 12:00
     with factory() as session:

@@ -70,7 +70,10 @@ def test_high_seat_utilization_offers_seats_and_a_bigger_tier(catalog: Catalog) 
     assert found[OfferEngine.seat].signal_ids == ("sig1",)
     assert found[OfferEngine.upsell].target_tier == "business"
     # Offered for seat pressure, the bigger tier is sized like the seat offer (issue 15, 7).
-    assert found[OfferEngine.upsell].target == Plan("business", Interval.month, 12, {})
+    # A step up is priced at the version in force (here the only one).
+    assert found[OfferEngine.upsell].target == Plan(
+        "business", Interval.month, 12, {}, catalog.version
+    )
 
 
 def test_a_tier_upsell_for_seats_at_the_limit_does_not_leave_the_customer_at_100_percent(

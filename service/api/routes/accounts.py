@@ -41,6 +41,8 @@ def account_out(catalog: Catalog, row: Account) -> AccountOut:
         current_period_end=row.current_period_end,
         billing_customer_id=row.billing_customer_id,
         billing_subscription_id=row.billing_subscription_id,
+        catalog_version=row.catalog_version,
+        limits_version=row.limits_version,
         recurring_amount=MoneyOut(amount_minor=recurring.minor, currency=recurring.currency),
         mrr=MoneyOut(amount_minor=mrr.minor, currency=mrr.currency),
         credit_balance=MoneyOut(amount_minor=row.credit_balance_minor or 0, currency=row.currency),
