@@ -28,7 +28,10 @@ def test_catalog_validate_ok(runner: CliRunner) -> None:
         main, ["catalog", "validate", str(REPO / "pricing_catalog/catalog.yaml")]
     )
     assert result.exit_code == 0, result.output
-    assert "catalog.yaml: ok (version 2026-11-01.1, 4 tiers, effective from 2026-11-01" in result.output
+    assert (
+        "catalog.yaml: ok (version 2026-11-01.1, 4 tiers, effective from 2026-11-01"
+        in result.output
+    )
 
 
 def test_catalog_validate_names_the_spot_and_fails(runner: CliRunner, tmp_path: Path) -> None:

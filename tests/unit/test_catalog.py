@@ -177,3 +177,63 @@ def test_add_on_grants_raise_limits() -> None:
 def test_committed_schema_matches_the_model() -> None:
     committed = json.loads((REPO / "pricing_catalog" / "catalog.schema.json").read_text())
     assert committed == catalog_json_schema(), "run `upshift catalog schema` and commit the result"
+
+
+# -- versions (issue 16) ------------------------------------------------------------------------
+
+
+def _version_file(folder: Path, name: str, **changes: Any) -> None:
+    document = yaml.safe_load(CATALOG.read_text())
+    document.update(changes)
+    (folder / name).write_text(yaml.safe_dump(document))
+
+
+def test_the_bundled_directory_holds_two_versions_in_order() -> None:
+    from datetime import UTC, datetime
+
+    from service.adapters.catalog_loader import load_catalogs
+
+    history = load_catalogs(REPO / "pricing_catalog")
+    assert history.names == ("2026-11-01.1", "2026-12-01.1")
+    assert (
+        history.in_force(datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)).version == "2026-11-01.1"
+    )
+    assert history.in_force(datetime(2026, 12, 1, tzinfo=UTC)).version == "2026-12-01.1"
+    # Before the first version takes effect, the first one prices.
+    assert history.in_force(datetime(2020, 1, 1, tzinfo=UTC)).version == "2026-11-01.1"
+    latest = history.latest
+    assert latest.at_version("2026-11-01.1").tiers["growth"].prices["month"].base.amount == 9_900
+    assert latest.tiers["growth"].prices["month"].base.amount == 11_900
+
+
+def test_versions_that_cannot_live_together_are_refused_naming_file_and_spot(
+    tmp_path: Path,
+) -> None:
+    from service.adapters.catalog_loader import load_catalogs
+
+    _version_file(tmp_path, "a.yaml")
+    document = yaml.safe_load(CATALOG.read_text())
+    document["version"] = "2026-11-01.1"  # the same version again
+    document["currency"] = "EUR"
+    document["tiers"]["starter"]["prices"]["month"]["base"]["amount"] = 3_900  # same lookup key
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(document))
+    with pytest.raises(CatalogError) as caught:
+        load_catalogs(tmp_path)
+    report = str(caught.value)
+    assert "b.yaml: version: version '2026-11-01.1' is already in a.yaml" in report
+    assert "b.yaml: effective_from:" in report
+    assert "b.yaml: currency: every version bills in USD" in report
+    assert (
+        "b.yaml: tiers.starter.prices.month.base.lookup_key: 'relay_starter_base_month' is 2900 "
+        "per month at a.yaml: tiers.starter.prices.month.base; a new amount is a new price"
+    ) in report
+
+
+def test_an_invalid_version_file_is_reported_with_its_name(tmp_path: Path) -> None:
+    from service.adapters.catalog_loader import load_catalogs
+
+    _version_file(tmp_path, "good.yaml")
+    (tmp_path / "bad.yaml").write_text("version: x\n")
+    with pytest.raises(CatalogError) as caught:
+        load_catalogs(tmp_path)
+    assert "bad.yaml: effective_from: Field required" in str(caught.value)
