@@ -15,13 +15,14 @@ from service.settings import Settings
 @click.option(
     "--catalog",
     "catalog_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     default=None,
-    help="Catalog file (default: UPSHIFT_CATALOG_PATH)",
+    help="Catalog directory of versions, or one file (default: UPSHIFT_CATALOG_PATH)",
 )
 def sync_stripe(apply_changes: bool, catalog_path: Path | None) -> None:
     """Bring Stripe (UPSHIFT_STRIPE_SECRET_KEY) to the catalog: one product per tier and add-on,
-    one price per lookup key. Prints the plan; changes nothing without --apply."""
+    one price per lookup key of every catalog version (lookup keys carry the version where an
+    amount changed). Prints the plan; changes nothing without --apply."""
     from service.adapters.catalog_loader import load_catalogs
     from service.adapters.stripe_api import StripeNotConfigured, stripe_client
     from service.adapters.stripe_setup import StripeCatalogStore
@@ -42,7 +43,8 @@ def sync_stripe(apply_changes: bool, catalog_path: Path | None) -> None:
         sys.exit(1)
     mode = "applied" if apply_changes else "dry run"
     changes = f"{len(plan.actions)} change{'' if len(plan.actions) == 1 else 's'}"
-    click.echo(f"Stripe catalog sync for catalog {catalog.version} ({mode}):")
+    versions = ", ".join(catalog.history.names)
+    click.echo(f"Stripe catalog sync for catalog versions {versions} ({mode}):")
     for line in plan.describe():
         click.echo(f"  {line}")
     in_sync = f"{plan.products_in_sync} products and {plan.prices_in_sync} prices already match"

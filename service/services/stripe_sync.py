@@ -131,7 +131,21 @@ class DesiredCatalog:
 
 
 def desired_catalog(catalog: Catalog) -> DesiredCatalog:
-    """One product per self-serve tier and per add-on, one price per catalog lookup key."""
+    """One product per self-serve tier and per add-on, one price per lookup key, over every
+    catalog version the catalog is published with: accounts grandfathered on an older version
+    are still billed at its prices, so they stay active beside the new version's (a changed
+    amount has a new lookup key, so nothing is replaced). Names come from the newest version."""
+    products: dict[str, DesiredProduct] = {}
+    prices: dict[str, DesiredPrice] = {}
+    for version in catalog.history.versions:
+        found = _desired_of_version(version)
+        products.update((product.id, product) for product in found.products)
+        for price in found.prices:
+            prices.setdefault(price.lookup_key, price)
+    return DesiredCatalog(tuple(products.values()), tuple(prices.values()))
+
+
+def _desired_of_version(catalog: Catalog) -> DesiredCatalog:
     products: list[DesiredProduct] = []
     prices: list[DesiredPrice] = []
     for tier_key, tier in catalog.tiers.items():

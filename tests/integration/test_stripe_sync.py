@@ -127,3 +127,24 @@ def test_without_a_key_it_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(main, ["catalog", "sync-stripe"])
     assert result.exit_code == 2
     assert "UPSHIFT_STRIPE_SECRET_KEY" in result.output
+
+
+def test_every_version_keeps_its_prices_and_a_raised_one_gets_its_own(
+    sync, fake_stripe: FakeStripe
+) -> None:
+    """The bundled directory: 2026-12-01.1 raises Growth monthly under a new lookup key. Both
+    prices exist and stay active: accounts grandfathered on 2026-11-01.1 are billed at 99.00."""
+    bundled = CATALOG_PATH.parent
+    dry = sync("--catalog", str(bundled)).output
+    assert "+ price relay_growth_base_month_2026_12" in dry
+    sync("--catalog", str(bundled), "--apply")
+    sdk = fake_stripe.client()
+    keys = ["relay_growth_base_month", "relay_growth_base_month_2026_12"]
+    found = {p.lookup_key: p for p in sdk.v1.prices.list(params={"lookup_keys": keys}).data}
+    assert {key: (p.unit_amount, p.active) for key, p in found.items()} == {
+        "relay_growth_base_month": (9_900, True),
+        "relay_growth_base_month_2026_12": (11_900, True),
+    }
+    assert "nothing to do: 6 products and 19 prices already match" in sync(
+        "--catalog", str(bundled)
+    ).output
