@@ -76,6 +76,8 @@ def seed(database_url: str, base_url: str, accounts: int) -> list[str]:
             "billing_customer_id": None,
             "billing_subscription_id": None,
             "version": 1,
+            "catalog_version": CATALOG.version,
+            "limits_version": CATALOG.version,
             "created_at": start,
             "updated_at": start,
         }

@@ -174,16 +174,18 @@ def seed_sweep(engine: Engine, accounts: int, now: datetime) -> None:
         "me": (month_start + timedelta(days=32)).replace(day=1),
         "life": datetime(1970, 1, 1, tzinfo=UTC),
         "now": now,
+        "cv": CATALOG.version,
     }
     with engine.begin() as connection:
         connection.execute(
             text(
                 """
                 INSERT INTO accounts (id, tier, interval, seats, addons, currency, status,
-                    current_period_start, current_period_end, version, created_at, updated_at)
+                    current_period_start, current_period_end, version, catalog_version,
+                    limits_version, created_at, updated_at)
                 SELECT 'sw-' || lpad(i::text, 7, '0'), 'growth', 'month', 5 + i % 20,
                     CASE WHEN i % 7 = 0 THEN '{"api_pack": 1}' ELSE '{}' END::json,
-                    'USD', 'active', :ps, :pe, 1, :ps, :ps
+                    'USD', 'active', :ps, :pe, 1, :cv, :cv, :ps, :ps
                 FROM generate_series(1, :n) AS i
                 """
             ),

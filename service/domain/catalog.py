@@ -199,6 +199,14 @@ class Catalog(Frozen):
         return self._history.version(version)
 
     @property
+    def superseded_at(self) -> datetime | None:
+        """When the next version takes over new business (None: this is the latest). What was
+        priced for new business at this version is good until then."""
+        versions = self.history.versions
+        later = [c.effective_from for c in versions if c.effective_from > self.effective_from]
+        return min(later, default=None)
+
+    @property
     def history(self) -> CatalogHistory:
         """Every version this catalog is published with (itself alone when it stands alone)."""
         return self._history if self._history is not None else CatalogHistory([self])

@@ -174,14 +174,20 @@ class OfferPlan:
     billed: tuple[BilledLine, ...]
     in_window: bool
     offers: tuple[PlannedOffer, ...]
+    # When the catalog version the plan was made with stops being the one in force (None: no
+    # later version): its step ups are priced at that version, so the plan is not kept past it.
+    catalog_until: datetime | None = None
 
     @property
     def period_end(self) -> datetime:
         """Until when the plan may be cached: its period's end, or, on a Stripe test clock,
-        until the clock moves (which changes the account, so every cache drops the plan)."""
+        until the clock moves (which changes the account, so every cache drops the plan); never
+        past the moment a later catalog version takes over."""
         if self.account.frozen_time is not None:
-            return datetime.max.replace(tzinfo=UTC)
-        return self.account.period.end
+            end = datetime.max.replace(tzinfo=UTC)
+        else:
+            end = self.account.period.end
+        return end if self.catalog_until is None else min(end, self.catalog_until)
 
 
 def offer_id_material(
@@ -232,7 +238,7 @@ def plan_offers(catalog: Catalog, inputs: OfferInputs, signer: TokenSigner) -> O
         planned_offer(catalog, inputs, candidate, changes.get(id(candidate)), signer)
         for candidate, _step in rank(prepared, signals.in_window)
     )
-    return OfferPlan(account, inputs.billed, signals.in_window, planned)
+    return OfferPlan(account, inputs.billed, signals.in_window, planned, catalog.superseded_at)
 
 
 def planned_offer(

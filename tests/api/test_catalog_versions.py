@@ -165,3 +165,27 @@ def test_a_grandfathered_account_accepts_its_seat_offer_at_its_own_price(
         1_500 * added,
         seat["id"],
     )
+
+
+def test_offers_cached_before_a_version_takes_effect_are_not_served_after(
+    versioned: TestClient, admin_headers: dict[str, str], clock: FakeClock
+) -> None:
+    put(versioned, admin_headers, "acme", tier="starter", seats=3)
+
+    def growth_offer() -> Any:
+        page = versioned.get("/v1/accounts/acme/upgrade-offers", headers=admin_headers).json()
+        return next(o for o in page["offers"] if o["target"]["tier"] == "growth")
+
+    clock.set(datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC))
+    report_active_seats(versioned, admin_headers, 3)  # all seats used: step ups are offered
+    before = growth_offer()
+    assert (before["quote"]["catalog_version"], before["quote"]["new_mrr"]["amount_minor"]) == (
+        OLD,
+        9_900,
+    )
+    clock.set(datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC))  # two seconds later: NEW in force
+    after = growth_offer()
+    assert (after["quote"]["catalog_version"], after["quote"]["new_mrr"]["amount_minor"]) == (
+        NEW,
+        11_900,
+    )
