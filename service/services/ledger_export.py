@@ -76,7 +76,7 @@ EXPORT_COLUMNS: dict[str, str] = {
     "days_since_activation": "days from the activation milestone, empty if not reached",
     "stripe_invoice_id": "Stripe invoice, if billed through Stripe",
     "stripe_subscription_id": "Stripe subscription, if any",
-    "catalog_version": "pricing catalog version in force",
+    "catalog_version": "the catalog version the account's plan is priced at after the movement",
     "idempotency_key": "the writer's key; unique",
     "prev_hash": "hash of the previous row (64 zeros for the first)",
     "hash": "sha256 of prev_hash and this row's canonical JSON",
