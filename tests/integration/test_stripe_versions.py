@@ -12,7 +12,8 @@ from service.adapters.billing_stripe import StripeBillingGateway
 from service.adapters.catalog_loader import load_catalogs
 from service.adapters.stripe_setup import StripeCatalogStore
 from service.domain.catalog import Timing
-from service.domain.quotes import current_billed, prepare_change, price_change
+from service.domain.quotes import Quote, current_billed, prepare_change, price_change
+from service.ports import BillingAccount
 from service.services.stripe_sync import sync_stripe
 from tests.conftest import CATALOG_PATH
 from tests.fakes.clock import FakeClock
@@ -35,28 +36,35 @@ def versioned(fake_stripe: FakeStripe, clock: FakeClock) -> StripeWorld:
     return StripeWorld(fake_stripe, clock, catalog, sdk)
 
 
+def moved(world: StripeWorld, days: int, timing: Timing) -> tuple[BillingAccount, Quote]:
+    """An account subscribed to Growth at OLD, `days` into its period, and the quote that moves
+    it to NEW at `timing` (a catalog migration's change: same plan, later version)."""
+    current = GROWTH_7.at_version(OLD)
+    account = linked(world, current)
+    world.advance(days=days)
+    change = prepare_change(world.catalog, current, current.at_version(NEW))
+    assert (change.timing, change.new_mrr.minor) == (Timing.immediate, 11_900 + 2 * 1_500)
+    now = world.clock.now().replace(microsecond=0)
+    billed = current_billed(world.catalog, current, account.period)
+    return account, price_change(replace(change, timing=timing), account.period, billed, now)
+
+
 def test_an_immediate_move_swaps_the_base_price_with_the_quoted_proration(
     versioned: StripeWorld,
 ) -> None:
     world = versioned
-    current = GROWTH_7.at_version(OLD)
-    account = linked(world, current)
     gateway = StripeBillingGateway(world.billing())
-    assert gateway.billing.subscription(account.subscription_id or "").plan == current
-    world.advance(days=10)
-    change = prepare_change(world.catalog, current, current.at_version(NEW))
-    assert (change.timing, change.new_mrr.minor) == (Timing.immediate, 11_900 + 2 * 1_500)
-    now = world.clock.now().replace(microsecond=0)
-    quote = price_change(
-        change, account.period, current_billed(world.catalog, current, account.period), now
-    )
+    account, quote = moved(world, 10, Timing.immediate)
+    subscription_id = account.subscription_id or ""
+    assert gateway.billing.subscription(subscription_id).plan == account.plan
     applied = gateway.apply(account, quote, "upshift:migrate:acme:" + NEW)
-    # Stripe prorates the swapped base price exactly as quoted: 20.00 for the remaining days.
+    # Stripe prorates the swapped base price exactly as quoted, for the 20 of 30 days left:
+    # 119.00 x 20/30 = 79.33 charged, 99.00 x 20/30 = 66.00 credited.
     assert applied.amount_charged == quote.amount_due
-    assert 0 < quote.amount_due.minor < 2_000
-    remote = gateway.billing.subscription(account.subscription_id or "")
-    assert remote.plan == current.at_version(NEW)
-    quantities = world.quantities(account.subscription_id or "")
+    assert quote.amount_due.minor == 7_933 - 6_600
+    remote = gateway.billing.subscription(subscription_id)
+    assert remote.plan == account.plan.at_version(NEW)
+    quantities = world.quantities(subscription_id)
     assert quantities["relay_growth_base_month_2026_12"] == 1
     assert quantities.get("relay_growth_base_month", 0) == 0
     # The old price stays active: other accounts are still billed at it.
@@ -68,24 +76,15 @@ def test_an_end_of_term_move_is_a_schedule_that_applies_at_the_period_end(
     versioned: StripeWorld,
 ) -> None:
     world = versioned
-    current = GROWTH_7.at_version(OLD)
-    account = linked(world, current)
     gateway = StripeBillingGateway(world.billing())
-    world.advance(days=5)
-    change = replace(
-        prepare_change(world.catalog, current, current.at_version(NEW)), timing=Timing.end_of_term
-    )
-    now = world.clock.now().replace(microsecond=0)
-    quote = price_change(
-        change, account.period, current_billed(world.catalog, current, account.period), now
-    )
+    account, quote = moved(world, 5, Timing.end_of_term)
     assert quote.amount_due.minor == 0 and quote.effective_at == account.period.end
     scheduled = gateway.schedule(account, quote, "upshift:migrate:acme:" + NEW)
     assert scheduled.schedule_id is not None
     subscription_id = account.subscription_id or ""
     world.advance(seconds=int((account.period.end - world.clock.now()).total_seconds()) - 1)
-    assert gateway.billing.subscription(subscription_id).plan == current
+    assert gateway.billing.subscription(subscription_id).plan == account.plan
     world.advance(seconds=1)
     after = gateway.billing.subscription(subscription_id)
-    assert after.plan == current.at_version(NEW)
+    assert after.plan == account.plan.at_version(NEW)
     assert after.period.start == account.period.end
