@@ -145,6 +145,7 @@ def test_every_version_keeps_its_prices_and_a_raised_one_gets_its_own(
         "relay_growth_base_month": (9_900, True),
         "relay_growth_base_month_2026_12": (11_900, True),
     }
-    assert "nothing to do: 6 products and 19 prices already match" in sync(
-        "--catalog", str(bundled)
-    ).output
+    assert (
+        "nothing to do: 6 products and 19 prices already match"
+        in sync("--catalog", str(bundled)).output
+    )
