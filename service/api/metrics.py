@@ -1,4 +1,5 @@
-"""Prometheus request counters and latency per route template, as a pure ASGI middleware."""
+"""Prometheus request counters and latency per route template, as a pure ASGI middleware, and
+the catalog versions the process serves."""
 
 from __future__ import annotations
 

@@ -160,7 +160,8 @@ def publish_catalog(
                 ],
                 source,
             )
-        history = with_published(files, stored_catalogs(rows))
+        published = stored_catalogs(rows)
+        history = with_published(files, published)
         if catalog.version in history.names:
             # A file at the catalog path: publishing the same document is allowed (replicas
             # whose files lack it get it), and changes nothing that is served.
@@ -168,7 +169,10 @@ def publish_catalog(
                 with_published(history, [(source, catalog)])  # raises, naming the file
             warning = None
         else:
-            history.with_version(catalog, source)  # raises CatalogError naming every problem
+            # Each version named by where it comes from: a file's version, or its publication.
+            labels = {c.version: label for label, c in published}
+            served = [(labels.get(c.version, c.version), c) for c in history.versions]
+            CatalogHistory.check([*served, (source, catalog)])  # CatalogError: every problem
             warning = _timing(catalog, now, lead, force=force)
         insert_version(
             session,
