@@ -99,8 +99,12 @@ def create_app(
     settings = settings or Settings()
     history = load_catalogs(settings.catalog_path)
     clock = clock or clock_at(settings.now)
-    if settings.billing_backend == "stripe" and settings.stripe_secret_key is None:
-        connect_stripe(settings, history.latest)  # refuses, saying what to set
+    # One StripeClient for the process (its HTTP sessions are per thread); fails without a key.
+    stripe_billing = (
+        connect_stripe(settings, history.in_force(clock.now()))
+        if settings.billing_backend == "stripe"
+        else None
+    )
     if settings.token_secret is None:
         if not settings.is_sqlite:
             # Replicas share a database: a token signed by one must verify on the next.
@@ -133,12 +137,8 @@ def create_app(
         if owns_engine:
             engine.dispose()
         raise
-    # One StripeClient for the process (its HTTP sessions are per thread); fails without a key.
-    stripe_billing = (
-        connect_stripe(settings, catalogs.in_force())
-        if settings.billing_backend == "stripe"
-        else None
-    )
+    if stripe_billing is not None:
+        stripe_billing.use_history(catalogs.history)  # the published versions' prices too
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
