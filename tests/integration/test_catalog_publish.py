@@ -27,11 +27,14 @@ from service.adapters.catalog_loader import (
 from service.adapters.catalog_store import StoredVersion, insert_version, stored_versions
 from service.adapters.db import make_session_factory, transaction
 from service.adapters.stripe_api import StripeBilling, catalog_lines
+from service.adapters.stripe_setup import StripeCatalogStore
 from service.api.app import create_app
 from service.cli import main
 from service.commands.common import served_catalogs
-from service.domain.catalog import Catalog, CatalogError
+from service.domain.accounts import Plan, plan_lines
+from service.domain.catalog import Catalog, CatalogError, Interval
 from service.services.catalogs import publish_catalog, publish_lead
+from service.services.stripe_sync import sync_stripe
 from service.settings import Settings
 from tests.conftest import CATALOG_PATH, REPO_ROOT
 from tests.fakes.clock import FakeClock
@@ -411,3 +414,26 @@ def test_stripe_learns_the_lookup_keys_of_a_version_published_while_it_runs() ->
     # The process's catalog is the same version as before, now able to price the new one.
     assert billing.catalog.version == OLD
     assert billing.catalog.at_version(NEW).tiers["growth"].prices
+
+
+def test_a_stripe_mode_replica_reads_subscriptions_at_a_version_published_while_it_runs(
+    stripe_app: Any, db: Engine, world: Any
+) -> None:
+    """The fake Stripe sells the new version's price (sync-stripe after publishing); a
+    subscription at it maps to a plan of that version once the watcher swapped the history."""
+    grown = load_catalogs(CATALOG_PATH).with_version(load_catalog(NEW_FILE))
+    sync_stripe(StripeCatalogStore(world.sdk), grown.latest, apply=True)
+    customer = world.sdk.v1.customers.create(params={"name": "newco"})
+    items = [
+        {"price": world.price_id(line.lookup_key), "quantity": line.quantity}
+        for line in plan_lines(grown.latest, Plan("growth", Interval.month, 5, version=NEW))
+    ]
+    sub = world.sdk.v1.subscriptions.create(params={"customer": customer.id, "items": items})
+    billing = stripe_app.state.stripe
+    assert billing.subscription(sub.id).plan is None  # a price this process does not know yet
+
+    publish_new(db)
+    assert stripe_app.state.catalog_watcher.run_once() is True
+    assert billing.prices.lines == catalog_lines(grown.latest)
+    plan = billing.subscription(sub.id).plan
+    assert plan == Plan("growth", Interval.month, 5, version=NEW)
