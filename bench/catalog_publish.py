@@ -28,7 +28,7 @@ from service.adapters.catalog_loader import catalog_from_document, load_catalog,
 from service.adapters.db import make_engine, make_session_factory
 from service.api.app import create_app
 from service.ports import FixedClock
-from service.services.catalogs import publish_catalog, publish_lead
+from service.services.catalog_publishing import publish_catalog, publish_lead
 from service.settings import Settings
 
 FILES = REPO / "pricing_catalog" / "catalog.yaml"

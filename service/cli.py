@@ -206,6 +206,7 @@ def _register_area_commands() -> None:
     catalog.add_command(stripe_sync.sync_stripe)
     catalog.add_command(catalog_diff.catalog_diff)
     catalog.add_command(catalog_publish.catalog_publish)
+    catalog.add_command(catalog_publish.catalog_withdraw)
     main.add_command(webhooks.webhooks)
     main.add_command(stripe.stripe)
 

@@ -1,6 +1,7 @@
 """Catalog versions published into the database (`upshift catalog publish`): every replica
 serves them beside the files at its catalog path, and loads a new one without a restart. A
-version is immutable once stored (accounts are priced at it): the row is only ever inserted.
+version is immutable once stored (accounts are priced at it); one withdrawn before anything was
+priced at it keeps its row (`withdrawn_at`), so its name is never used for another document.
 
 Revision ID: 0016_catalog_versions
 Revises: 0015_account_catalog_versions
@@ -27,8 +28,8 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("source", sa.String(255), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("version", name=op.f("pk_catalog_versions")),
-        sa.UniqueConstraint("effective_from", name=op.f("uq_catalog_versions_effective_from")),
     )
 
 

@@ -1,5 +1,6 @@
 """`upshift catalog publish`: a new catalog version reaches every running replica without a
-restart (stored in the database, replicas notified), checked first as `catalog validate` checks."""
+restart (stored in the database, replicas notified), checked first as `catalog validate` checks;
+`upshift catalog withdraw` takes one back before anything is priced at it."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def catalog_publish(file: Path, database_url: str | None, force: bool) -> None:
     from service.adapters.db import is_migrated, make_engine, make_session_factory, missing_database
     from service.domain.catalog import CatalogError
     from service.ports import clock_at
-    from service.services.catalogs import PublishRefused, publish_catalog, publish_lead
+    from service.services.catalog_publishing import PublishRefused, publish_catalog, publish_lead
     from service.settings import Settings
 
     settings = Settings()
@@ -93,4 +94,64 @@ def catalog_publish(file: Path, database_url: str | None, force: bool) -> None:
         f"{file.name}: published version {version} (sha256 {publication.sha256[:12]}); new "
         f"business gets it from {catalog.effective_from.isoformat()} on every replica, which "
         f"loads it at once when notified (PostgreSQL) or within {settings.catalog_poll_s:g} s"
+    )
+
+
+@click.command("withdraw")
+@click.argument("version")
+@click.option(
+    "--database-url",
+    default=None,
+    help="Database the replicas serve from (default: UPSHIFT_DATABASE_URL)",
+)
+def catalog_withdraw(version: str, database_url: str | None) -> None:
+    """Withdraw published catalog VERSION before anything is priced at it: every replica stops
+    serving it (notified, as for a publication). Refused (exit 1) when it takes effect within
+    the propagation window or already, or when an account or ledger entry names it. Its name
+    stays taken: a correction is published under a new version."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.adapters.db import (
+        is_migrated,
+        make_engine,
+        make_session_factory,
+        missing_database,
+    )
+    from service.ports import clock_at
+    from service.services.catalog_publishing import PublishRefused, publish_lead, withdraw_catalog
+    from service.settings import Settings
+
+    settings = Settings()
+    url = database_url or settings.database_url
+    missing = missing_database(url)
+    if missing:
+        click.echo(missing, err=True)
+        sys.exit(2)
+    engine = make_engine(url)
+    now = clock_at(settings.now).now()
+    try:
+        if not is_migrated(engine):
+            click.echo("the database is not at the latest schema: run `upshift migrate`", err=True)
+            sys.exit(2)
+        withdrawal = withdraw_catalog(
+            make_session_factory(engine), version, now, lead=publish_lead(settings.catalog_poll_s)
+        )
+    except PublishRefused as exc:
+        click.echo(f"not withdrawn: {exc}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        click.echo(f"cannot withdraw: {reason}", err=True)
+        sys.exit(2)
+    finally:
+        engine.dispose()
+    row = withdrawal.row
+    assert row.withdrawn_at is not None
+    if not withdrawal.withdrawn:
+        click.echo(f"version {version} was withdrawn already, on {row.withdrawn_at.isoformat()}")
+        return
+    click.echo(
+        f"withdrew version {version} (it was to take effect at {row.effective_from.isoformat()}); "
+        "replicas stop serving it when notified (PostgreSQL) or within "
+        f"{settings.catalog_poll_s:g} s"
     )

@@ -6,7 +6,8 @@ at the same instant: the switch is each version's `effective_from`, not the mome
 happened to load it. A version published while the service runs is loaded by each replica's
 `CatalogWatcher` (told by a notification on PostgreSQL, and polling as a safety net), long enough
 before its `effective_from` that no replica can be late: publishing refuses a version that would
-take effect sooner than `publish_lead` from now, unless forced.
+take effect sooner than the propagation window from now, unless forced
+(services.catalog_publishing).
 """
 
 from __future__ import annotations
@@ -15,15 +16,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapters.catalog_loader import (
-    canonical_document,
     catalog_from_document,
     document_sha256,
     same_document,
@@ -32,12 +31,10 @@ from service.adapters.catalog_loader import (
 from service.adapters.catalog_store import (
     StoredVersion,
     has_catalog_table,
-    insert_version,
-    lock_for_publishing,
     stored_fingerprints,
     stored_versions,
 )
-from service.adapters.db import statement_reads, transaction
+from service.adapters.db import statement_reads
 from service.domain.catalog import Catalog, CatalogError, CatalogHistory, CatalogIssue
 from service.ports import Clock
 
@@ -69,28 +66,6 @@ class ServedCatalogs:
             return True
 
 
-def publish_lead(poll_s: float) -> timedelta:
-    """How far ahead of its `effective_from` a version must be published: three polls of every
-    replica's watcher (a notification is lost only with its connection, and two failed polls
-    are still in time), and never under a minute (clocks of hosts differ a little)."""
-    return max(timedelta(seconds=3 * poll_s), timedelta(minutes=1))
-
-
-# --- publishing ------------------------------------------------------------------------------
-
-
-class PublishRefused(Exception):
-    """The catalog is valid, but publishing it now would break what is served (its timing)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Publication:
-    catalog: Catalog
-    sha256: str
-    stored: bool  # False: this very document was published before; nothing changed
-    warning: str | None = None
-
-
 def stored_catalogs(rows: list[StoredVersion]) -> list[tuple[str, Catalog]]:
     """Each stored row validated again, with its label; CatalogError names every bad one."""
     issues: list[CatalogIssue] = []
@@ -118,95 +93,6 @@ def stored_catalog(row: StoredVersion) -> Catalog:
 def served_history(files: CatalogHistory, session: Session) -> CatalogHistory:
     """The files' versions and every published one, checked together (CatalogError)."""
     return with_published(files, stored_catalogs(stored_versions(session)))
-
-
-def publish_catalog(
-    factory: sessionmaker[Session],
-    files: CatalogHistory,
-    catalog: Catalog,
-    source: str,
-    now: datetime,
-    *,
-    lead: timedelta,
-    force: bool = False,
-) -> Publication:
-    """Store `catalog` as a published version in one transaction, checked against every version
-    served (the files and those published before), and notify the replicas on commit.
-
-    The same document again is a no-op; another document under a stored version is refused
-    (CatalogError: versions are immutable). A version taking effect in the past is refused (it
-    would change which version was in force at instants already priced), and one taking effect
-    within `lead` of `now` too (PublishRefused), unless `force`: then replicas may switch up to
-    a poll apart.
-    """
-    document = canonical_document(catalog)
-    sha = document_sha256(document)
-    with transaction(factory) as session:
-        lock_for_publishing(session)
-        rows = stored_versions(session)
-        stored = next((row for row in rows if row.version == catalog.version), None)
-        if stored is not None:
-            if stored.sha256 == sha:
-                return Publication(catalog, sha, stored=False)
-            raise CatalogError(
-                [
-                    CatalogIssue(
-                        "version",
-                        f"version '{catalog.version}' was published on "
-                        f"{stored.published_at.isoformat()} from {stored.source} with another "
-                        "document; a version is immutable (accounts are priced at it): publish "
-                        "the change as a new version",
-                    )
-                ],
-                source,
-            )
-        published = stored_catalogs(rows)
-        history = with_published(files, published)
-        if catalog.version in history.names:
-            # A file at the catalog path: publishing the same document is allowed (replicas
-            # whose files lack it get it), and changes nothing that is served.
-            if not same_document(history.version(catalog.version), catalog):
-                with_published(history, [(source, catalog)])  # raises, naming the file
-            warning = None
-        else:
-            # Each version named by where it comes from: a file's version, or its publication.
-            labels = {c.version: label for label, c in published}
-            served = [(labels.get(c.version, c.version), c) for c in history.versions]
-            CatalogHistory.check([*served, (source, catalog)])  # CatalogError: every problem
-            warning = _timing(catalog, now, lead, force=force)
-        insert_version(
-            session,
-            version=catalog.version,
-            effective_from=catalog.effective_from,
-            document=document,
-            sha256=sha,
-            source=source,
-            published_at=now,
-        )
-    return Publication(catalog, sha, stored=True, warning=warning)
-
-
-def _timing(catalog: Catalog, now: datetime, lead: timedelta, *, force: bool) -> str | None:
-    starts = catalog.effective_from
-    if starts < now:
-        raise PublishRefused(
-            f"effective_from {starts.isoformat()} is in the past (now {now.isoformat()}): new "
-            "business already priced since then would have been at another version; give it an "
-            "effective_from in the future"
-        )
-    if starts >= now + lead:
-        return None
-    message = (
-        f"effective_from {starts.isoformat()} is less than {int(lead.total_seconds())} s away "
-        f"(now {now.isoformat()}): a replica that misses the notification loads it only at its "
-        "next poll, and may price new business at the previous version until then"
-    )
-    if not force:
-        raise PublishRefused(
-            f"{message}; choose an effective_from at least {int(lead.total_seconds())} s ahead, "
-            "or pass --force"
-        )
-    return f"warning: {message}"
 
 
 # --- loading published versions while the service runs -------------------------------------
@@ -239,7 +125,9 @@ class CatalogWatcher:
         self.on_switch = on_switch
         self.refused: dict[str, str] = {}  # version -> why it is not served
         self.checked_at: float | None = None  # wall time of the last look that read the table
+        self._files = served.history  # the versions at the catalog path (served holds no other)
         self._seen: dict[str, str] = {}  # version -> sha256 of every stored version dealt with
+        self._published: dict[str, tuple[str, Catalog]] = {}  # served: version -> label, catalog
         self._in_force = served.in_force().version
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -259,21 +147,25 @@ class CatalogWatcher:
         except SQLAlchemyError as exc:
             log.warning("published catalog versions not read at start (%s); retrying", exc)
             return
-        history = with_published(self.served.history, stored_catalogs(rows))
+        published = stored_catalogs(rows)
+        history = with_published(self._files, published)
         self._seen = {row.version: row.sha256 for row in rows}
+        self._published = {catalog.version: (label, catalog) for label, catalog in published}
         self.served.replace(history)
         self._in_force = self.served.in_force().version
         self.checked_at = time.time()
 
     def run_once(self) -> bool:
-        """Load whatever was published since the last look; True when the history served
-        changed. Database errors are raised (the thread logs them and tries again)."""
+        """Load whatever was published (or withdrawn) since the last look; True when the
+        history served changed. Database errors are raised (the thread logs them and tries
+        again)."""
         with statement_reads(self.factory) as session:
             fingerprints = stored_fingerprints(session)
             new = [v for v, sha in fingerprints.items() if self._seen.get(v) != sha]
             rows = stored_versions(session, new) if new else []
         self.checked_at = time.time()
-        changed = self._load(rows) if rows else False
+        withdrawn = [v for v in self._seen if v not in fingerprints]
+        changed = self._load(withdrawn, rows) if rows or withdrawn else False
         in_force = self.served.in_force()
         if in_force.version != self._in_force:
             log.info("catalog version %s is in force from now", in_force.version)
@@ -281,8 +173,16 @@ class CatalogWatcher:
             self.on_switch(in_force)
         return changed
 
-    def _load(self, rows: list[StoredVersion]) -> bool:
+    def _load(self, withdrawn: list[str], rows: list[StoredVersion]) -> bool:
         history = self.served.history
+        if withdrawn:
+            log.info("catalog versions withdrawn: %s", ", ".join(withdrawn))
+            for version in withdrawn:
+                self._seen.pop(version, None)
+                self.refused.pop(version, None)
+                self._published.pop(version, None)
+            # Fewer versions than served, each checked with the others before: no conflict.
+            history = with_published(self._files, list(self._published.values()))
         for row in sorted(rows, key=lambda r: r.effective_from):
             self._seen[row.version] = row.sha256
             try:
@@ -299,8 +199,9 @@ class CatalogWatcher:
                             ],
                             row.label,
                         )
-                    continue
-                history = history.with_version(catalog, row.label)
+                else:
+                    history = history.with_version(catalog, row.label)
+                self._published[row.version] = (row.label, catalog)
             except CatalogError as exc:
                 self.refused[row.version] = str(exc)
                 log.error(
