@@ -399,13 +399,13 @@ class StripeBilling:
         self.prices = StripePrices(client, catalog)
         self.webhook_secret = webhook_secret
 
-    def use_history(self, history: CatalogHistory) -> None:
+    def use_history(self, history: CatalogHistory, version: str | None = None) -> None:
         """Serve the versions of `history` (published while the process runs): its lookup keys
-        map to their lines, and subscriptions on any of its versions map to plans."""
+        map to their lines, and subscriptions on any of its versions map to plans. The process's
+        catalog becomes `version` (by default the same version as before), linked to the new
+        history: a gateway built after this prices targets at any version of it."""
         self.prices.use_catalog(history.latest)
-        # The same version as before, linked to the new history (a gateway built after this
-        # prices targets at any version of it).
-        self.catalog = history.version(self.catalog.version)
+        self.catalog = history.version(version or self.catalog.version)
 
     def subscription(self, subscription_id: str) -> RemoteSubscription:
         with stripe_errors("read the subscription"):

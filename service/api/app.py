@@ -137,8 +137,8 @@ def create_app(
         if owns_engine:
             engine.dispose()
         raise
-    if stripe_billing is not None:
-        stripe_billing.use_history(catalogs.history)  # the published versions' prices too
+    if stripe_billing is not None:  # the published versions' prices too
+        stripe_billing.use_history(catalogs.history, catalogs.in_force().version)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -129,6 +129,7 @@ class CatalogWatcher:
         self._seen: dict[str, str] = {}  # version -> sha256 of every stored version dealt with
         self._published: dict[str, tuple[str, Catalog]] = {}  # served: version -> label, catalog
         self._in_force = served.in_force().version
+        self._looking = threading.Lock()  # one look at a time (the thread's, or a caller's)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -158,20 +159,25 @@ class CatalogWatcher:
     def run_once(self) -> bool:
         """Load whatever was published (or withdrawn) since the last look; True when the
         history served changed. Database errors are raised (the thread logs them and tries
-        again)."""
-        with statement_reads(self.factory) as session:
-            fingerprints = stored_fingerprints(session)
-            new = [v for v, sha in fingerprints.items() if self._seen.get(v) != sha]
-            rows = stored_versions(session, new) if new else []
-        self.checked_at = time.time()
-        withdrawn = [v for v in self._seen if v not in fingerprints]
-        changed = self._load(withdrawn, rows) if rows or withdrawn else False
+        again); a switch of the version in force is noticed all the same."""
+        with self._looking:
+            try:
+                with statement_reads(self.factory) as session:
+                    fingerprints = stored_fingerprints(session)
+                    new = [v for v, sha in fingerprints.items() if self._seen.get(v) != sha]
+                    rows = stored_versions(session, new) if new else []
+                self.checked_at = time.time()
+                withdrawn = [v for v in self._seen if v not in fingerprints]
+                return self._load(withdrawn, rows) if rows or withdrawn else False
+            finally:
+                self._notice_switch()
+
+    def _notice_switch(self) -> None:
         in_force = self.served.in_force()
         if in_force.version != self._in_force:
             log.info("catalog version %s is in force from now", in_force.version)
             self._in_force = in_force.version
             self.on_switch(in_force)
-        return changed
 
     def _load(self, withdrawn: list[str], rows: list[StoredVersion]) -> bool:
         history = self.served.history

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import stripe
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import sessionmaker
 
 from service.adapters.catalog_loader import (
     canonical_document,
@@ -28,6 +30,7 @@ from service.api.app import create_app
 from service.domain.accounts import Plan, plan_lines
 from service.domain.catalog import CatalogError, Interval
 from service.services.catalog_publishing import withdraw_catalog
+from service.services.catalogs import CatalogWatcher, ServedCatalogs
 from service.services.stripe_sync import sync_stripe
 from service.settings import Settings
 from tests.conftest import CATALOG_PATH
@@ -275,3 +278,22 @@ def test_every_replica_stops_serving_a_withdrawn_version(
     assert served(a) == served(b) == (OLD, [OLD])
     clock.set(NEW_STARTS)
     assert served(a) == served(b) == (OLD, [OLD])  # 1 December comes: nothing switches
+
+
+def test_the_switch_at_an_effective_from_is_noticed_while_the_database_is_out_of_reach() -> None:
+    """The published versions cannot be read (here: no table at all), yet the version in force
+    changes at its effective_from: the caches are dropped all the same."""
+    clock = FakeClock()
+    served = ServedCatalogs(load_catalogs(CATALOG_PATH).with_version(load_catalog(NEW_FILE)), clock)
+    switched: list[str] = []
+    factory = sessionmaker(create_engine("sqlite://"))
+    watcher = CatalogWatcher(
+        served, factory, 3600.0, on_switch=lambda catalog: switched.append(catalog.version)
+    )
+    clock.set(NEW_STARTS)
+    with pytest.raises(OperationalError, match="no such table: catalog_versions"):
+        watcher.run_once()
+    assert switched == [NEW]
+    with pytest.raises(OperationalError):
+        watcher.run_once()
+    assert switched == [NEW]  # once per switch
