@@ -28,6 +28,15 @@ class Settings(BaseSettings):
             "start, the service refuses a bad one"
         ),
     )
+    catalog_poll_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How often each replica looks for catalog versions published into the "
+        "database (`upshift catalog publish`); on PostgreSQL a notification brings them at once "
+        "and this poll is the safety net. A version must be published at least three polls (and "
+        "a minute) before its effective_from",
+    )
     billing_backend: Literal["local", "stripe"] = Field(
         default="local",
         description="local: subscriptions, invoices and payments in Upshift's own database; "

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -62,3 +66,61 @@ def load_catalogs(path: Path | str) -> CatalogHistory:
         if not versions:
             raise exc.with_source(str(path)) from None
         raise
+
+
+# --- catalogs published into the database (adapters.catalog_store) ---------------------------
+
+
+def canonical_document(catalog: Catalog) -> dict[str, Any]:
+    """The catalog as the JSON document it is published as: every field explicit (defaults
+    too), so the stored document means the same to any later reader, whatever the file's
+    comments, layout or omitted defaults were."""
+    return catalog.model_dump(mode="json")
+
+
+def document_sha256(document: dict[str, Any]) -> str:
+    """The fingerprint of a canonical document: two documents with the same meaning have the
+    same one (publishing one again is a no-op), any change of meaning gives another."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def catalog_from_document(document: Any, source: str) -> Catalog:
+    """A stored document validated again (as a file is); CatalogError names `source`."""
+    if not isinstance(document, dict):
+        raise CatalogError([CatalogIssue("(root)", "the catalog must be a mapping")], source)
+    try:
+        return Catalog.parse(document)
+    except CatalogError as exc:
+        raise exc.with_source(source) from None
+
+
+def same_document(a: Catalog, b: Catalog) -> bool:
+    return canonical_document(a) == canonical_document(b)
+
+
+def with_published(
+    files: CatalogHistory, published: Sequence[tuple[str, Catalog]]
+) -> CatalogHistory:
+    """The versions at the catalog path and those published into the database, checked
+    together (CatalogError names each source and spot). A published version that is also a
+    file must be the very same document: a version is immutable, accounts are priced at it."""
+    issues: list[CatalogIssue] = []
+    extra: list[tuple[str, Catalog]] = []
+    for source, catalog in published:
+        if catalog.version not in files.names:
+            extra.append((source, catalog))
+        elif not same_document(files.version(catalog.version), catalog):
+            issues.append(
+                CatalogIssue(
+                    f"{source}: version",
+                    f"version '{catalog.version}' is also a file at the catalog path, with "
+                    "another document; a version is immutable (accounts are priced at it): "
+                    "publish the change as a new version",
+                )
+            )
+    if issues:
+        raise CatalogError(issues)
+    if not extra:
+        return files
+    return CatalogHistory.check([*((c.version, c) for c in files.versions), *extra])

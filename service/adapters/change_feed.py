@@ -64,8 +64,9 @@ def listen_dsn(engine: Engine) -> str:
 
 
 class ChangeListener:
-    """A daemon thread that LISTENs on CHANNEL and calls `on_change` with the changed ids, or
-    `on_reset` after every (re)connection, when notifications may have been missed."""
+    """A daemon thread that LISTENs on `channel` (CHANNEL: changed accounts) and calls
+    `on_change` with the payload's comma-separated items, or `on_reset` after every
+    (re)connection, when notifications may have been missed."""
 
     def __init__(
         self,
@@ -75,8 +76,10 @@ class ChangeListener:
         *,
         poll_s: float = 0.5,
         retry_s: float = 1.0,
+        channel: str = CHANNEL,
     ) -> None:
         self.dsn = dsn
+        self.channel = channel
         self.on_change = on_change
         self.on_reset = on_reset
         self.poll_s = poll_s
@@ -85,7 +88,7 @@ class ChangeListener:
         self.connections = 0
         self.listening = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="upshift-changes", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
 
     def start(self) -> ChangeListener:
         self._thread.start()
@@ -108,7 +111,7 @@ class ChangeListener:
 
     def _listen(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as connection:
-            connection.execute(f"LISTEN {CHANNEL}")
+            connection.execute(f"LISTEN {self.channel}")
             self.connections += 1
             # Whatever was committed while no one listened is unknown: start from nothing.
             self.on_reset()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from service.adapters import (  # noqa: F401 - imported for their tables
     billing_tables,
+    catalog_store,
     ledger_tables,
     offer_tables,
     orm,

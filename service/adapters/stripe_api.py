@@ -17,7 +17,7 @@ from typing import Any
 import stripe
 
 from service.domain.accounts import Plan, plan_lines
-from service.domain.catalog import Catalog, Interval
+from service.domain.catalog import Catalog, CatalogHistory, Interval
 from service.domain.errors import BillingUnavailable, Conflict, PaymentDeclined
 from service.domain.money import Money, monthly_from_interval, percent_of, round_half_away
 from service.domain.periods import Period
@@ -214,6 +214,13 @@ class StripePrices:
         self._resolved_at = 0.0
         self._lookup_of_id: dict[str, str | None] = {}
 
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Map the lookup keys of every version of `catalog`'s history (one published while the
+        process runs); a key not resolved yet is looked up at its first use."""
+        lines = catalog_lines(catalog)
+        with self._lock:
+            self.lines = lines  # swapped whole: a reader holds the old map or the new one
+
     def price_id(self, lookup_key: str) -> str:
         with self._lock:
             if lookup_key not in self._ids or time.monotonic() - self._resolved_at > (
@@ -391,6 +398,14 @@ class StripeBilling:
         self.catalog = catalog
         self.prices = StripePrices(client, catalog)
         self.webhook_secret = webhook_secret
+
+    def use_history(self, history: CatalogHistory, version: str | None = None) -> None:
+        """Serve the versions of `history` (published while the process runs): its lookup keys
+        map to their lines, and subscriptions on any of its versions map to plans. The process's
+        catalog becomes `version` (by default the same version as before), linked to the new
+        history: a gateway built after this prices targets at any version of it."""
+        self.prices.use_catalog(history.latest)
+        self.catalog = history.version(version or self.catalog.version)
 
     def subscription(self, subscription_id: str) -> RemoteSubscription:
         with stripe_errors("read the subscription"):

@@ -18,6 +18,7 @@ from starlette.datastructures import State
 
 from service.adapters.billing_stripe import StripeBillingGateway
 from service.adapters.catalog_loader import load_catalogs
+from service.adapters.catalog_store import CATALOG_CHANNEL
 from service.adapters.change_feed import ChangeListener, listen_dsn
 from service.adapters.db import make_engine, make_session_factory
 from service.adapters.stripe_api import StripeBilling, StripeNotConfigured, connect_stripe
@@ -44,11 +45,11 @@ from service.api.routes import (
     usage,
     webhooks,
 )
-from service.domain.catalog import Catalog
+from service.domain.catalog import Catalog, CatalogError, CatalogHistory
 from service.domain.entitlements import Entitlements
 from service.ports import Clock, clock_at
 from service.services.billing import GatewayFactory, local_gateways
-from service.services.catalogs import ServedCatalogs
+from service.services.catalogs import CatalogWatcher, ServedCatalogs
 from service.services.impressions import ImpressionBuffer
 from service.services.offer_cache import AccountCaches, OfferPlanCache
 from service.services.outbox import start_delivery_worker
@@ -125,6 +126,19 @@ def create_app(
             else {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
         ),
     )
+    session_factory = make_session_factory(engine)
+    # The versions published into the database are served beside the files; one that cannot
+    # be served stops the start, as a bad file does.
+    catalogs = ServedCatalogs(history, clock)
+    watcher = CatalogWatcher(catalogs, session_factory, settings.catalog_poll_s)
+    try:
+        watcher.load_at_start()
+    except CatalogError:
+        if owns_engine:
+            engine.dispose()
+        raise
+    if stripe_billing is not None:  # the published versions' prices too
+        stripe_billing.use_history(catalogs.history, catalogs.in_force().version)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -139,6 +153,14 @@ def create_app(
             caches = _app.state.account_caches
             changes = ChangeListener(listen_dsn(engine), caches.invalidate, caches.clear).start()
         _app.state.change_listener = changes
+        # -- catalog versions published while the service runs: notified, and polled --
+        catalog_listener = None
+        if engine.dialect.name == "postgresql":
+            catalog_listener = ChangeListener(
+                listen_dsn(engine), watcher.wake, watcher.wake, channel=CATALOG_CHANNEL
+            ).start()
+        _app.state.catalog_listener = catalog_listener
+        watcher.start()
         # -- renewals (local billing): due accounts renewed on time, no request needed --
         renewals = None
         if settings.billing_backend == "local":
@@ -172,6 +194,9 @@ def create_app(
             signal_worker.stop()
         if changes is not None:
             changes.stop()
+        watcher.stop()
+        if catalog_listener is not None:
+            catalog_listener.stop()
         if renewals is not None:
             renewals.stop()
         if owns_engine:
@@ -193,9 +218,10 @@ def create_app(
     )
     app.state = ServiceState()
     app.state.settings = settings
-    app.state.catalogs = ServedCatalogs(history, clock)
+    app.state.catalogs = catalogs
+    app.state.catalog_watcher = watcher
     app.state.engine = engine
-    app.state.session_factory = make_session_factory(engine)
+    app.state.session_factory = session_factory
     app.state.clock = clock
     assert settings.token_secret is not None
     app.state.token_signer = TokenSigner(settings.token_secret.get_secret_value())
@@ -209,6 +235,17 @@ def create_app(
     app.state.account_caches = AccountCaches(app.state.offer_cache, app.state.entitlement_cache)
     app.state.impressions = ImpressionBuffer(app.state.session_factory)
     app.state.metrics = RequestMetrics()
+    app.state.metrics.watch_catalogs(catalogs, watcher)
+    caches = app.state.account_caches
+
+    def catalogs_swapped(served: CatalogHistory) -> None:
+        # Cached plans hold the catalog objects of the history they were read with.
+        caches.clear()
+        if stripe_billing is not None:
+            stripe_billing.use_history(served)
+
+    watcher.on_swap = catalogs_swapped
+    watcher.on_switch = lambda _in_force: caches.clear()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     # The frontend's page loads of cached accounts (see api.page_loads).
     app.add_middleware(PageLoadHotPath, state=app.state)

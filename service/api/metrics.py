@@ -1,12 +1,18 @@
-"""Prometheus request counters and latency per route template, as a pure ASGI middleware."""
+"""Prometheus request counters and latency per route template, as a pure ASGI middleware, and
+the catalog versions the process serves."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.services.catalogs import CatalogWatcher, ServedCatalogs
 
 
 class RequestMetrics:
@@ -46,6 +52,11 @@ class RequestMetrics:
             registry=self.registry,
         )
 
+    def watch_catalogs(self, served: ServedCatalogs, watcher: CatalogWatcher) -> None:
+        """The catalog versions this process serves, read at each scrape: replicas that serve
+        different versions, or a version refused, show here."""
+        self.registry.register(CatalogCollector(served, watcher))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -82,3 +93,40 @@ def _route_template(scope: dict[str, Any]) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+class CatalogCollector(Collector):
+    def __init__(self, served: ServedCatalogs, watcher: CatalogWatcher) -> None:
+        self.served = served
+        self.watcher = watcher
+
+    def collect(self) -> Iterator[Metric]:
+        history = self.served.history
+        in_force = self.served.in_force().version
+        loaded = GaugeMetricFamily(
+            "upshift_catalog_version",
+            "Catalog versions this process serves (1 each), with their effective_from; "
+            'in_force="true" marks the one new business gets now',
+            labels=["version", "effective_from", "in_force"],
+        )
+        for catalog in history.versions:
+            loaded.add_metric(
+                [
+                    catalog.version,
+                    catalog.effective_from.isoformat(),
+                    str(catalog.version == in_force).lower(),
+                ],
+                1,
+            )
+        yield loaded
+        yield GaugeMetricFamily(
+            "upshift_catalog_refused_versions",
+            "Published catalog versions this process refused to serve (see its log)",
+            value=len(self.watcher.refused),
+        )
+        if self.watcher.checked_at is not None:
+            yield GaugeMetricFamily(
+                "upshift_catalog_checked_timestamp_seconds",
+                "When this process last read the published catalog versions (Unix time)",
+                value=self.watcher.checked_at,
+            )

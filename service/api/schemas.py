@@ -124,13 +124,23 @@ class AddOnOut(BaseModel):
     prices: dict[Interval, PriceOut]
 
 
-class CatalogOut(BaseModel):
+class CatalogVersionOut(BaseModel):
     version: str
+    effective_from: datetime
+
+
+class CatalogOut(BaseModel):
+    version: str = Field(description="The version in force: what new business is priced at")
     effective_from: datetime
     currency: str
     features: list[FeatureOut]
     tiers: list[TierOut]
     addons: list[AddOnOut]
+    versions: list[CatalogVersionOut] = Field(
+        description="Every version this replica serves, oldest first: earlier ones still price "
+        "the accounts on them (grandfathering), a later one takes over for new business at its "
+        "effective_from"
+    )
 
 
 class HealthOut(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -10,22 +11,51 @@ from service.domain.catalog import Catalog, CatalogHistory
 from service.settings import Settings
 
 
-def catalogs_or_exit(settings: Settings) -> CatalogHistory:
-    """The catalog versions at UPSHIFT_CATALOG_PATH; an invalid one prints every problem and
-    exits 2."""
+def served_catalogs(settings: Settings, path: Path | None = None) -> CatalogHistory:
+    """The versions the service serves: the files at `path` (UPSHIFT_CATALOG_PATH) and those
+    published into the database (`catalog publish`), which accounts may be priced at. A
+    database that does not exist yet, is not migrated or is out of reach adds none (said on
+    stderr when it is out of reach); an invalid version raises CatalogError."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from service.adapters.catalog_loader import load_catalogs
+    from service.adapters.catalog_store import has_catalog_table
+    from service.adapters.db import make_engine, make_session_factory, missing_database
+    from service.adapters.db import transaction as unit_of_work
+    from service.services.catalogs import served_history
+
+    files = load_catalogs(path or settings.catalog_path)
+    if missing_database(settings.database_url):
+        return files
+    engine = make_engine(settings.database_url)
+    try:
+        if not has_catalog_table(engine):
+            return files
+        with unit_of_work(make_session_factory(engine)) as session:
+            return served_history(files, session)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        click.echo(f"published catalog versions not read ({reason}): files only", err=True)
+        return files
+    finally:
+        engine.dispose()
+
+
+def catalogs_or_exit(settings: Settings) -> CatalogHistory:
+    """The catalog versions served (files at UPSHIFT_CATALOG_PATH and published ones); an
+    invalid one prints every problem and exits 2."""
     from service.domain.catalog import CatalogError
 
     try:
-        return load_catalogs(settings.catalog_path)
+        return served_catalogs(settings)
     except CatalogError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
 
 
 def catalog_or_exit(settings: Settings) -> Catalog:
-    """The version in force (at UPSHIFT_NOW, else now) among those at UPSHIFT_CATALOG_PATH,
-    linked to the others (accounts are priced at their own); exits 2 on an invalid one."""
+    """The version in force (at UPSHIFT_NOW, else now) among those served, linked to the
+    others (accounts are priced at their own); exits 2 on an invalid one."""
     from service.ports import clock_at
 
     return catalogs_or_exit(settings).in_force(clock_at(settings.now).now())

@@ -22,17 +22,18 @@ from service.settings import Settings
 def sync_stripe(apply_changes: bool, catalog_path: Path | None) -> None:
     """Bring Stripe (UPSHIFT_STRIPE_SECRET_KEY) to the catalog: one product per tier and add-on,
     one price per lookup key of every catalog version (lookup keys carry the version where an
-    amount changed). Prints the plan; changes nothing without --apply."""
-    from service.adapters.catalog_loader import load_catalogs
+    amount changed), the versions published into the database included. Prints the plan;
+    changes nothing without --apply."""
     from service.adapters.stripe_api import StripeNotConfigured, stripe_client
     from service.adapters.stripe_setup import StripeCatalogStore
+    from service.commands.common import served_catalogs
     from service.domain.catalog import CatalogError
     from service.domain.errors import DomainError
     from service.services.stripe_sync import sync_stripe as run_sync
 
     settings = Settings()
     try:
-        catalog = load_catalogs(catalog_path or settings.catalog_path).latest
+        catalog = served_catalogs(settings, catalog_path).latest
         store = StripeCatalogStore(stripe_client(settings))
         plan = run_sync(store, catalog, apply=apply_changes)
     except (CatalogError, StripeNotConfigured) as exc:

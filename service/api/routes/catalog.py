@@ -1,4 +1,5 @@
-"""The active catalog's public fields: what is sold, at which price, with which upgrade paths."""
+"""The active catalog's public fields: what is sold, at which price, with which upgrade paths,
+and the versions this replica serves."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from service.api.deps import CatalogDep
 from service.api.schemas import (
     AddOnOut,
     CatalogOut,
+    CatalogVersionOut,
     FeatureOut,
     PathOut,
     PriceOut,
@@ -67,6 +69,10 @@ def public_catalog(catalog: Catalog) -> CatalogOut:
                 prices={interval: price(p.amount) for interval, p in addon.prices.items()},
             )
             for key, addon in catalog.addons.items()
+        ],
+        versions=[
+            CatalogVersionOut(version=c.version, effective_from=c.effective_from)
+            for c in catalog.history.versions
         ],
     )
 
