@@ -201,10 +201,11 @@ def _register_area_commands() -> None:
     main.add_command(signals.signals)
     main.add_command(ledger.ledger)
     main.add_command(ledger.report)
-    from service.commands import catalog_diff, stripe, stripe_sync, webhooks
+    from service.commands import catalog_diff, catalog_migrate, stripe, stripe_sync, webhooks
 
     catalog.add_command(stripe_sync.sync_stripe)
     catalog.add_command(catalog_diff.catalog_diff)
+    catalog.add_command(catalog_migrate.catalog_migrate)
     main.add_command(webhooks.webhooks)
     main.add_command(stripe.stripe)
 
