@@ -264,6 +264,16 @@ class _Migration:
         if not priced.moves:
             return outcome(Outcome.NOT_MOVED, *priced.problems, before=priced.mrr_before)
         before = priced.mrr_before
+        if not self.target.tiers[plan.tier].self_serve:
+            return outcome(
+                Outcome.NOT_MOVED,
+                _problem(
+                    "sales_assisted",
+                    "sales-assisted tier: no list price to move to",
+                    "not moved: its contract is changed by sales (--limits-only moves limits)",
+                ),
+                before=before,
+            )
         if applying and not self.local:
             billed_by = "billed by Stripe" if row.billing_subscription_id else "billing is Stripe"
             return outcome(
