@@ -82,7 +82,7 @@ class SubscriptionItemRepository(BulkSqlRepository):
                     item.billed_minor,
                     item.billed_from,
                 )
-                .where(item.account_id.in_(account_ids[start : start + _CHUNK]))
+                .where(self._in_values(item.account_id, account_ids[start : start + _CHUNK]))
                 .order_by(item.account_id, item.key)
             )
             for account_id, *line in rows:
@@ -269,7 +269,9 @@ class ScheduledChangeRepository(BulkSqlRepository):
             rows = self.session.scalars(
                 select(ScheduledChangeRow)
                 .where(
-                    ScheduledChangeRow.account_id.in_(account_ids[start : start + _CHUNK]),
+                    self._in_values(
+                        ScheduledChangeRow.account_id, account_ids[start : start + _CHUNK]
+                    ),
                     ScheduledChangeRow.status == "pending",
                 )
                 .order_by(ScheduledChangeRow.created_at, ScheduledChangeRow.id)

@@ -102,7 +102,11 @@ class AccountRepository(BulkSqlRepository):
         read again once locked (as `get` does); with `skip_locked`, on PostgreSQL, rows another
         transaction holds are left out (FOR UPDATE SKIP LOCKED) rather than waited for. SQLite
         runs one writer at a time."""
-        statement = select(AccountRow).where(AccountRow.id.in_(account_ids)).order_by(AccountRow.id)
+        statement = (
+            select(AccountRow)
+            .where(self._in_values(AccountRow.id, account_ids))
+            .order_by(AccountRow.id)
+        )
         if lock:
             statement = statement.with_for_update(skip_locked=skip_locked).execution_options(
                 populate_existing=True

@@ -520,16 +520,17 @@ def _write(
 ) -> int:
     """Write a batch's decided moves; returns the ledger entries written."""
     writes = _Writes()
+    # The ledger's balance of the accounts whose MRR moves (the others book no movement).
     balances = ledger_balances_of(
         session,
-        [row.id for row, d in decisions if d.move.outcome is Outcome.MOVED and d.quote],
+        [row.id for row, d in decisions if d.quote and d.move.mrr_after != d.move.mrr_before],
     )
     for row, decision in decisions:
         move = decision.move
         if move.outcome is Outcome.MOVED and decision.quote is None:  # limits only
             writes.accounts.append(_limits_moved(row, migration))
         elif move.outcome is Outcome.MOVED:
-            _immediate(writes, migration, row, decision, balances.get(row.id, {}))
+            _immediate(writes, migration, row, decision, balances.get(row.id))
         elif move.outcome is Outcome.SCHEDULED:
             assert decision.quote is not None
             writes.schedules.append(
@@ -564,7 +565,7 @@ def _immediate(
     migration: _Migration,
     row: AccountRow,
     decision: _Decision,
-    balances: dict[str, int],
+    balances: dict[str, int] | None,
 ) -> None:
     """An immediate move: the plan at the target version, its prorated invoice (or credit),
     its subscription lines, and its one ledger movement."""
@@ -598,8 +599,13 @@ def _immediate(
         MovementRequest(
             account_id=row.id,
             currency=row.currency,
-            # From the ledger's own balance, as an upgrade books it.
-            mrr_before=balances.get(row.currency, 0),
+            # From the ledger's own balance, as an upgrade books it (read only where MRR
+            # moves: where it does not, no movement is booked).
+            mrr_before=(
+                decision.move.mrr_before.minor
+                if balances is None and decision.move.mrr_after == decision.move.mrr_before
+                else (balances or {}).get(row.currency, 0)
+            ),
             mrr_after=decision.move.mrr_after.minor,
             before=plan_snapshot(quote.current),
             after=plan_snapshot(target),

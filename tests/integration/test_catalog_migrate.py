@@ -6,7 +6,9 @@ way is resumed; end-of-term moves wait for the renewal; a limits rollout leaves 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from service.adapters.billing_tables import InvoiceRow, ScheduledChangeRow
 from service.adapters.catalog_loader import load_catalogs
 from service.adapters.db import make_session_factory
 from service.adapters.ledger_tables import LedgerEntryRow
+from service.adapters.orm import AccountRow
+from service.adapters.repositories import AccountRepository
 from service.api.app import create_app
 from service.cli import main
 from service.domain.catalog import Timing
@@ -402,3 +406,67 @@ def test_an_unknown_version_or_a_missing_when_is_refused(
     no_when = migrate(database_url, catalogs, "--to", NEW)
     assert no_when.exit_code == 2
     assert "--when immediate|end_of_term is required" in no_when.stderr
+
+
+def test_two_runs_at_once_move_each_account_once(
+    accounts: dict[str, int], catalogs: Path, db: Engine
+) -> None:
+    """Two operators (or a retry while the first still runs): the batches lock their accounts
+    (SKIP LOCKED on PostgreSQL; SQLite runs one writer at a time), and an account one run moved
+    is on the target when the other locks it, so it is moved and booked once."""
+    history = load_catalogs(catalogs)
+    factory = make_session_factory(db)
+    request = MigrationRequest(NEW, Timing.immediate)
+    with ThreadPoolExecutor(2) as pool:
+        runs = [
+            pool.submit(
+                migrate_accounts, factory, history, request, MIGRATED, apply=True, batch_size=1
+            )
+            for _ in range(2)
+        ]
+        reports = [run.result(timeout=60) for run in runs]
+    assert sum(r.moved for r in reports) == 5  # g5, g10, g-year, g-trial, s3
+    assert sum(r.ledger_entries for r in reports) == len(PAYING_GROWTH_MONTHLY)
+    uplifts = [e for e in ledger(db) if e.engine == "price_uplift"]
+    assert sorted(e.account_id for e in uplifts) == sorted(PAYING_GROWTH_MONTHLY)
+
+
+def test_an_account_locked_by_an_upgrade_is_moved_once_the_upgrade_commits(
+    accounts: dict[str, int], catalogs: Path, db: Engine
+) -> None:
+    """A row another transaction holds (a customer's upgrade) is skipped, then taken again at
+    the end of the run, waiting for its lock: moved from the state that transaction left."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite runs one writer at a time")
+    history = load_catalogs(catalogs)
+    factory = make_session_factory(db)
+    request = MigrationRequest(NEW, Timing.immediate)
+    locked = threading.Event()
+    release = threading.Event()
+
+    def upgrade_holding_g5() -> None:
+        with factory() as session, session.begin():
+            row = AccountRepository(session).get("g5", for_update=True)
+            assert row is not None
+            locked.set()
+            release.wait(30)
+            row.seats = 6  # the customer bought a seat meanwhile (at their own version)
+            row.updated_at = MIGRATED
+
+    def release_soon(_count: int) -> None:
+        release.set()  # after the first batch: g5 was skipped, the upgrade may now commit
+
+    with ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(upgrade_holding_g5)
+        assert locked.wait(10)
+        report = migrate_accounts(
+            factory, history, request, MIGRATED, apply=True, on_batch=release_soon
+        )
+        holder.result(timeout=30)
+    assert report.moved == 5
+    with factory() as session:
+        g5 = session.get(AccountRow, "g5")
+        assert g5 is not None
+        assert (g5.seats, g5.catalog_version) == (6, NEW)  # the upgrade's seat, then the move
+    uplift = [e for e in ledger(db) if e.engine == "price_uplift" and e.account_id == "g5"]
+    assert len(uplift) == 1
