@@ -17,7 +17,7 @@ from service.settings import Settings
 
 if TYPE_CHECKING:
     from service.domain.catalog import CatalogHistory
-    from service.services.catalog_migrate import MigrationReport
+    from service.services.catalog_migrate import MigrationReport, MigrationRequest
 
 SHOWN_NOT_MOVED = 50  # accounts listed on the terminal; --json lists every one
 
@@ -75,12 +75,7 @@ def catalog_migrate(
     """
     from service.adapters.db import make_engine, make_session_factory
     from service.domain.catalog import Timing, UnknownCatalogVersion
-    from service.ports import clock_at
-    from service.services.catalog_migrate import (
-        MigrationRequest,
-        migrate_accounts,
-        migration_scope,
-    )
+    from service.services.catalog_migrate import MigrationRequest
 
     if when is None and not limits_only:
         raise click.UsageError("--when immediate|end_of_term is required (or --limits-only)")
@@ -106,6 +101,33 @@ def catalog_migrate(
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
     try:
+        report = _run(factory, history, request, settings, apply, batch_size)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(migration_json(report, history), indent=2))
+    else:
+        for line in migration_lines(report, history):
+            click.echo(line)
+
+
+def _run(
+    factory: Any,
+    history: CatalogHistory,
+    request: MigrationRequest,
+    settings: Settings,
+    apply: bool,
+    batch_size: int,
+) -> MigrationReport:
+    """The migration with a progress bar; a refusal or a database error exits 2 in one line
+    (batches committed before it stand: the same command resumes)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.domain.errors import DomainError
+    from service.ports import clock_at
+    from service.services.catalog_migrate import migrate_accounts, migration_scope
+
+    try:
         scope = migration_scope(factory, request)
         with click.progressbar(
             length=len(scope.account_ids), label="accounts", file=sys.stderr
@@ -122,13 +144,14 @@ def catalog_migrate(
                 on_batch=bar.update,
                 scope=scope,
             )
-    finally:
-        engine.dispose()
-    if as_json:
-        click.echo(json.dumps(migration_json(report, history), indent=2))
-    else:
-        for line in migration_lines(report, history):
-            click.echo(line)
+    except DomainError as exc:
+        click.echo(f"cannot migrate: {exc.detail} (batches already committed stand)", err=True)
+        sys.exit(2)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        click.echo(f"cannot migrate (is the database migrated?): {reason}", err=True)
+        sys.exit(2)
+    return report
 
 
 def _read_ids(path: Path) -> frozenset[str]:

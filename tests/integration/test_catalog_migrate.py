@@ -470,3 +470,30 @@ def test_an_account_locked_by_an_upgrade_is_moved_once_the_upgrade_commits(
         assert (g5.seats, g5.catalog_version) == (6, NEW)  # the upgrade's seat, then the move
     uplift = [e for e in ledger(db) if e.engine == "price_uplift" and e.account_id == "g5"]
     assert len(uplift) == 1
+
+
+def test_moving_back_to_a_lower_price_is_a_contraction_credited_to_the_balance(
+    service: TestClient,
+    accounts: dict[str, int],
+    admin_headers: dict[str, str],
+    database_url: str,
+    catalogs: Path,
+    db: Engine,
+) -> None:
+    up = ("--when", "immediate", "--apply", "--accounts")
+    listed = catalogs.parent / "g5.txt"
+    listed.write_text("g5\n")
+    migrate_json(database_url, catalogs, "--to", NEW, *up, str(listed))
+    back = migrate_json(database_url, catalogs, "--to", OLD, *up, str(listed))
+    assert back["mrr_change"] == usd(-RAISE)
+    assert back["amount_due"] == usd(-PRORATED_RAISE)  # the rest of the period, credited
+    g5 = account(service, admin_headers, "g5")
+    assert (g5["catalog_version"], g5["mrr"]["amount_minor"]) == (OLD, accounts["g5"])
+    with make_session_factory(db)() as session:
+        row = session.get(AccountRow, "g5")
+        assert row is not None and row.credit_balance_minor == PRORATED_RAISE
+    uplifts = [(e.kind, e.engine, e.mrr_delta_minor) for e in ledger(db) if e.account_id == "g5"]
+    assert uplifts[-2:] == [
+        ("expansion", "price_uplift", RAISE),
+        ("contraction", "price_uplift", -RAISE),
+    ]
