@@ -31,7 +31,7 @@ from service.adapters.billing_repository import (
 from service.adapters.billing_tables import ScheduledChangeRow
 from service.adapters.orm import AccountRow
 from service.adapters.repositories import AccountRepository, RenewedAccount
-from service.domain.accounts import Plan, pays, plan_from_json, plan_to_json
+from service.domain.accounts import Plan, pays, plan_from_json, plan_lines, plan_to_json
 from service.domain.catalog import Catalog, CatalogHistory, Interval, Timing, UnknownCatalogVersion
 from service.domain.catalog_diff import (
     CatalogChange,
@@ -45,7 +45,7 @@ from service.domain.errors import DomainError
 from service.domain.ledger import Source
 from service.domain.money import Money
 from service.domain.proration import BilledLine
-from service.domain.quotes import Quote
+from service.domain.quotes import PlanKey, Quote, plan_key
 from service.services.account_state import (
     account_mrr,
     mark_changed,
@@ -227,6 +227,7 @@ class _Migration:
         self.now = now
         self.local = billing_backend == "local"
         self._priced: dict[tuple[object, ...], PricedPlan | PlanProblem] = {}
+        self._same_lines: dict[tuple[PlanKey, PlanKey], bool] = {}
 
     def from_version(self, row: AccountRow) -> str:
         return row.limits_version if self.request.limits_only else row.catalog_version
@@ -361,6 +362,17 @@ class _Migration:
                 found = _problem("unknown_version", str(exc))
             self._priced[key] = found
         return found
+
+    def same_lines(self, current: Plan, target: Plan) -> bool:
+        """Whether the plan bills the same lines (key, lookup key, amount, quantity) at its own
+        version and at the target: then its subscription lines need no rewrite."""
+        key = (plan_key(current), plan_key(target))
+        same = self._same_lines.get(key)
+        if same is None:
+            same = self._same_lines[key] = plan_lines(self.target, current) == plan_lines(
+                self.target, target
+            )
+        return same
 
     def move_key(self, row: AccountRow) -> str:
         """Per (account, target version), and the row version it moved from: a later return to
@@ -594,7 +606,9 @@ def _immediate(
             limits_version=limits_version,
         )
     )
-    writes.billed[row.id] = (target, decision.billed)
+    if not migration.same_lines(quote.current, target):
+        # Lines that bill the same prices under the same Stripe lookup keys stay as stored.
+        writes.billed[row.id] = (target, decision.billed)
     writes.movements.append(
         MovementRequest(
             account_id=row.id,
