@@ -410,7 +410,11 @@ def _write(
             assert decision.quote is not None
             writes.schedules.append(
                 ScheduledChangeRow(
-                    id="mig_" + hashlib.sha256(migration.move_key(row).encode()).hexdigest()[:24],
+                    # Per move and run: a move a customer's change replaced is scheduled anew.
+                    id="mig_"
+                    + hashlib.sha256(
+                        f"{migration.move_key(row)}:{migration.now.isoformat()}".encode()
+                    ).hexdigest()[:24],
                     account_id=row.id,
                     target=plan_to_json(decision.quote.target),
                     effective_at=decision.quote.effective_at,

@@ -497,3 +497,40 @@ def test_moving_back_to_a_lower_price_is_a_contraction_credited_to_the_balance(
         ("expansion", "price_uplift", RAISE),
         ("contraction", "price_uplift", -RAISE),
     ]
+
+
+def test_a_customer_change_replaces_a_scheduled_move_and_the_next_run_schedules_it_again(
+    service: TestClient,
+    accounts: dict[str, int],
+    admin_headers: dict[str, str],
+    database_url: str,
+    catalogs: Path,
+    db: Engine,
+    clock: FakeClock,
+) -> None:
+    arguments = ("--to", NEW, "--when", "end_of_term", "--accounts")
+    listed = catalogs.parent / "g10.txt"
+    listed.write_text("g10\n")
+    first = migrate_json(database_url, catalogs, *arguments, str(listed), "--apply")
+    assert first["accounts"]["scheduled"] == 1
+
+    # The customer buys a seat at their own version: the change supersedes what waited for the
+    # period end, as it does a scheduled downgrade.
+    clock.set(MIGRATED)
+    bought = service.post(
+        "/v1/accounts/g10/upgrades",
+        json={"target": {"seats": 11}},
+        headers={**admin_headers, "Idempotency-Key": "seat-11"},
+    )
+    assert bought.status_code == 200, bought.text
+    assert account(service, admin_headers, "g10")["catalog_version"] == OLD
+
+    again = migrate_json(database_url, catalogs, *arguments, str(listed), "--apply")
+    assert again["accounts"]["scheduled"] == 1  # the move again, now with the 11th seat
+    with make_session_factory(db)() as session:
+        pending = session.scalars(
+            select(ScheduledChangeRow).where(
+                ScheduledChangeRow.account_id == "g10", ScheduledChangeRow.status == "pending"
+            )
+        ).all()
+    assert [(p.target["seats"], p.target["version"]) for p in pending] == [(11, NEW)]
