@@ -1,5 +1,5 @@
-"""`upshift catalog diff` over many accounts on PostgreSQL (issue 16's target: >= 50,000 accounts
-a second).
+"""`upshift catalog diff` and `upshift catalog migrate --apply` over many accounts on PostgreSQL
+(issue 16's targets: a diff of >= 50,000 accounts a second, a migration of >= 2,000).
 
     UPSHIFT_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \
         .venv/bin/python bench/catalog.py [--accounts 100000]
@@ -16,6 +16,16 @@ case: the streaming read, grouping and pricing), the wall time of the whole comm
 part of it spent starting Python and importing), and the checks: Σ per-tier
 changes == the total change, MRR before == Σ each account's MRR (account_mrr, the ledger's), and
 the change == the raised price times the paying monthly Growth accounts.
+
+Then the migration (local billing): every clone gets its `new` ledger movement first (so the
+ledger stands at each account's MRR, as the service leaves it), then
+`catalog migrate --to 2026-12-01.1 --when immediate` (the bundled version: Growth monthly
+99.00 -> 119.00) runs as a dry run and applied, in the use case's own batches, at 2 December
+(the accounts' periods run 10 November to 10 December). `migrate_accounts_per_s` is the
+accounts moved per second by the applied run: locked batches, proration, invoices, subscription
+lines, ledger movements, commits. Its checks: the dry run's numbers == the applied ones, Σ
+ledger deltas == Σ account MRR after, the NRR report's December `price_uplift` == the
+migration's MRR change, and a second applied run moves nobody.
 """
 
 from __future__ import annotations
@@ -38,20 +48,28 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 
-from service.adapters.catalog_loader import load_catalog
-from service.adapters.db import make_engine
+from service.adapters.catalog_loader import load_catalog, load_catalogs
+from service.adapters.db import make_engine, make_session_factory
 from service.adapters.usage_repository import AccountColumns
 from service.api.app import create_app
-from service.domain.catalog import Catalog
+from service.domain.catalog import Catalog, Timing
+from service.domain.ledger import Engine as LedgerEngine
+from service.domain.ledger import Granularity, PlanSnapshot, Source
 from service.ports import FixedClock
 from service.services.account_state import account_mrr
 from service.services.api_keys import Scope
 from service.services.catalog_diff import diff_against_accounts
+from service.services.catalog_migrate import MigrationReport, MigrationRequest, migrate_accounts
+from service.services.ledger import MovementRequest, record_movements
+from service.services.reports import nrr_report
 from service.settings import Settings
 
 OLD_PATH = REPO / "pricing_catalog" / "catalog.yaml"
 SEEDED_AT = datetime(2026, 11, 10, tzinfo=UTC)
 RAISED = ("growth", "month", 9900, 10900)  # tier, interval, old and new base price
+MIGRATED_AT = datetime(2026, 12, 2, 12, tzinfo=UTC)
+MIGRATED_TO = "2026-12-01.1"  # the bundled version: Growth monthly 99.00 -> 119.00
+MIGRATION_RAISE = 11900 - 9900
 
 
 def new_catalog(folder: Path) -> Path:
@@ -144,8 +162,8 @@ def checks(engine: Engine, old: Catalog, report: dict[str, Any]) -> dict[str, An
         rows = connection.execute(
             text(
                 "SELECT id, tier, interval, seats, addons, currency, status, "
-                "current_period_start, current_period_end FROM accounts "
-                "WHERE status <> 'canceled'"
+                "current_period_start, current_period_end, catalog_version, limits_version "
+                "FROM accounts WHERE status <> 'canceled'"
             )
         ).all()
     account_sum = sum(account_mrr(old, AccountColumns(*row)).minor for row in rows)
@@ -167,10 +185,123 @@ def checks(engine: Engine, old: Catalog, report: dict[str, Any]) -> dict[str, An
     }
 
 
+def seed_ledger(engine: Engine, old: Catalog) -> None:
+    """Each clone's `new` movement, as the PUT that made it would have booked (the template's
+    own is there already), so the ledger stands at every account's MRR."""
+    factory = make_session_factory(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT id, tier, interval, seats, addons, currency, status, "
+                "current_period_start, current_period_end, catalog_version, limits_version "
+                "FROM accounts WHERE id <> 'tmpl' ORDER BY id"
+            )
+        ).all()
+    movements = []
+    for row in rows:
+        mrr = account_mrr(old, AccountColumns(*row)).minor
+        if mrr:
+            snapshot = PlanSnapshot(row.tier, row.seats, row.addons, version=row.catalog_version)
+            movements.append(
+                MovementRequest(
+                    account_id=row.id,
+                    currency=row.currency,
+                    mrr_before=0,
+                    mrr_after=mrr,
+                    before=None,
+                    after=snapshot,
+                    source=Source.ADMIN,
+                    idempotency_key=f"bench:seed:{row.id}",
+                    occurred_at=SEEDED_AT,
+                    catalog_version=row.catalog_version,
+                    recorded_at=SEEDED_AT,
+                )
+            )
+    for start in range(0, len(movements), 5_000):
+        with factory() as session, session.begin():
+            record_movements(session, movements[start : start + 5_000])
+
+
+def migration_json(report: MigrationReport) -> dict[str, Any]:
+    """What a dry run promises and an applied run does."""
+    return {
+        "moved": report.moved,
+        "not_moved": len(report.not_moved),
+        "already": report.already,
+        "mrr_before": report.mrr_before.minor,
+        "mrr_after": report.mrr_after.minor,
+        "amount_due": report.amount_due.minor,
+        "tiers": [
+            (
+                t.tier,
+                t.moved,
+                t.not_moved,
+                t.mrr_before.minor,
+                t.mrr_after.minor,
+                t.amount_due.minor,
+            )
+            for t in report.tier_rows()
+        ],
+    }
+
+
+def migrate_figures(engine: Engine, old: Catalog) -> dict[str, Any]:
+    seed_ledger(engine, old)
+    history = load_catalogs(REPO / "pricing_catalog")
+    factory = make_session_factory(engine)
+    request = MigrationRequest(MIGRATED_TO, Timing.immediate)
+    started = time.perf_counter()
+    dry = migrate_accounts(factory, history, request, MIGRATED_AT, apply=False)
+    dry_s = time.perf_counter() - started
+    started = time.perf_counter()
+    applied = migrate_accounts(factory, history, request, MIGRATED_AT, apply=True)
+    applied_s = time.perf_counter() - started
+    again = migrate_accounts(factory, history, request, MIGRATED_AT, apply=True)
+    with engine.connect() as connection:
+        ledger_sum = connection.execute(
+            text("SELECT COALESCE(SUM(mrr_delta_minor), 0) FROM ledger_entries")
+        ).scalar_one()
+        rows = connection.execute(
+            text(
+                "SELECT id, tier, interval, seats, addons, currency, status, "
+                "current_period_start, current_period_end, catalog_version, limits_version "
+                "FROM accounts"
+            )
+        ).all()
+        on_target = sum(1 for r in rows if r.catalog_version == MIGRATED_TO)
+    mrr_after = sum(account_mrr(history.latest, AccountColumns(*row)).minor for row in rows)
+    december = nrr_report(
+        engine,
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+        Granularity.MONTH,
+    ).periods[0]
+    uplift = december.expansion_by_engine[LedgerEngine.PRICE_UPLIFT]
+    return {
+        "migrate_accounts": applied.considered,
+        "migrate_moved": applied.moved,
+        "migrate_dry_run_s": round(dry_s, 2),
+        "migrate_apply_s": round(applied_s, 2),
+        "migrate_accounts_per_s": round(applied.moved / applied_s),
+        "migrate_ledger_entries": applied.ledger_entries,
+        "migrate_mrr_change_minor": applied.mrr_change.minor,
+        "migrate_amount_due_minor": applied.amount_due.minor,
+        "migrate_dry_run_equals_applied": migration_json(dry) == migration_json(applied),
+        "migrate_ledger_sum_equals_mrr": ledger_sum == mrr_after,
+        "migrate_nrr_price_uplift_equals_change": uplift == applied.mrr_change.minor,
+        "migrate_all_moved_once": on_target == applied.moved + applied.already
+        and again.moved == 0
+        and again.ledger_entries == 0,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3, help="Timed diffs; the best is kept")
+    parser.add_argument(
+        "--no-migrate", action="store_true", help="Measure the diff only (the migration moves)"
+    )
     arguments = parser.parse_args()
     figures: dict[str, Any] = {
         "accounts": arguments.accounts,
@@ -196,6 +327,8 @@ def main() -> None:
         figures["diff_command_s"] = round(elapsed, 2)
         figures["command_startup_s"] = round(startup_seconds(), 2)
         figures.update(checks(engine, old, report))
+        if not arguments.no_migrate:
+            figures.update(migrate_figures(engine, old))
         engine.dispose()
     print_result(figures)
 

@@ -201,10 +201,18 @@ def _register_area_commands() -> None:
     main.add_command(signals.signals)
     main.add_command(ledger.ledger)
     main.add_command(ledger.report)
-    from service.commands import catalog_diff, catalog_publish, stripe, stripe_sync, webhooks
+    from service.commands import (
+        catalog_diff,
+        catalog_migrate,
+        catalog_publish,
+        stripe,
+        stripe_sync,
+        webhooks,
+    )
 
     catalog.add_command(stripe_sync.sync_stripe)
     catalog.add_command(catalog_diff.catalog_diff)
+    catalog.add_command(catalog_migrate.catalog_migrate)
     catalog.add_command(catalog_publish.catalog_publish)
     catalog.add_command(catalog_publish.catalog_withdraw)
     main.add_command(webhooks.webhooks)

@@ -1,4 +1,5 @@
-"""Every live account's plan and status, streamed with one query (a catalog diff reads them all)."""
+"""Every live account's plan and status, streamed with one query (a catalog diff reads them all),
+and the accounts a catalog migration looks at."""
 
 from __future__ import annotations
 
@@ -32,3 +33,20 @@ def stream_account_plans(
         statement
     )
     yield from result.partitions()
+
+
+def account_versions(
+    connection: Connection, *, tier: str | None = None
+) -> Iterator[tuple[str, str, str]]:
+    """(id, catalog version, limits version) of every live account (of `tier` when given), by
+    id: what a catalog migration starts from, one streaming query."""
+    statement = (
+        select(AccountRow.id, AccountRow.catalog_version, AccountRow.limits_version)
+        .where(AccountRow.status != AccountStatus.canceled.value)
+        .order_by(AccountRow.id)
+    )
+    if tier is not None:
+        statement = statement.where(AccountRow.tier == tier)
+    result = connection.execution_options(stream_results=True, yield_per=10_000).execute(statement)
+    for account_id, catalog_version, limits_version in result:
+        yield str(account_id), str(catalog_version), str(limits_version)

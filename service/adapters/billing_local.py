@@ -43,14 +43,26 @@ class LocalBillingGateway:
         return PaymentState(plan=plan, pending_invoice=None)
 
     def apply(self, account: BillingAccount, quote: Quote, idempotency_key: str) -> AppliedChange:
+        invoice, applied = self.change_invoice(account, quote, idempotency_key)
+        # A negative total (say a yearly plan's unused time credited against a monthly one) is
+        # owed to the customer: it goes to the credit balance, which the next renewal invoices
+        # use first.
+        credit = credit_owed(quote)
+        if credit:
+            self._account(account.account_id).credit_balance_minor += credit
+        InvoiceRepository(self.session).add([invoice])
+        return applied
+
+    def change_invoice(
+        self, account: BillingAccount, quote: Quote, idempotency_key: str
+    ) -> tuple[InvoiceDraft, AppliedChange]:
+        """`apply` without writing: the change's invoice and what was applied. The caller writes
+        the invoice (a batch's together: InvoiceRepository.add) and credits the account
+        `credit_owed(quote)` (a catalog migration moves thousands of accounts at once)."""
         if account.account_id in self.declining_accounts and quote.amount_due.minor > 0:
             raise PaymentDeclined("Your card was declined.", code="card_declined")
-        # The change is charged what its quote says. A negative total (say a yearly plan's
-        # unused time credited against a monthly one) is owed to the customer: it goes to the
-        # credit balance, which the next renewal invoices use first.
+        # The change is charged what its quote says; a negative total is owed to the customer.
         charged = max(quote.amount_due.minor, 0)
-        if quote.amount_due.minor < 0:
-            self._account(account.account_id).credit_balance_minor -= quote.amount_due.minor
         invoice = _invoice(
             idempotency_key,
             account.account_id,
@@ -73,8 +85,7 @@ class LocalBillingGateway:
             ),
             created_at=quote.proration_date,
         )
-        InvoiceRepository(self.session).add([invoice])
-        return AppliedChange(
+        applied = AppliedChange(
             invoice_id=invoice.id,
             amount_charged=Money(charged, quote.amount_due.currency),
             subscription_id=account.subscription_id,
@@ -82,6 +93,7 @@ class LocalBillingGateway:
             period=quote.period,
             billed=quote.new_billed,
         )
+        return invoice, applied
 
     def schedule(
         self, account: BillingAccount, quote: Quote, idempotency_key: str
@@ -159,6 +171,11 @@ class LocalBillingGateway:
         if row is None:
             raise LookupError(f"account {account_id!r} is not in this transaction")
         return row
+
+
+def credit_owed(quote: Quote) -> int:
+    """What an applied change adds to the customer's credit balance: a negative total."""
+    return max(-quote.amount_due.minor, 0)
 
 
 def _invoice(

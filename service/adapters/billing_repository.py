@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, case, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from service.adapters.account_reading import StoredLine
 from service.adapters.billing_tables import (
     InvoiceLineRow,
     InvoiceRow,
@@ -63,6 +64,30 @@ class SubscriptionItemRepository(BulkSqlRepository):
                 .order_by(SubscriptionItemRow.key)
             )
         )
+
+    def for_accounts(self, account_ids: Sequence[str]) -> dict[str, list[StoredLine]]:
+        """`for_account` of many accounts (accounts without lines left out), read as plain rows
+        in one statement per chunk: a catalog migration reads a batch's lines at once."""
+        item = SubscriptionItemRow
+        found: dict[str, list[StoredLine]] = {}
+        for start in range(0, len(account_ids), _CHUNK):
+            rows = self._execute(
+                select(
+                    item.account_id,
+                    item.key,
+                    item.description,
+                    item.unit_amount_minor,
+                    item.currency,
+                    item.quantity,
+                    item.billed_minor,
+                    item.billed_from,
+                )
+                .where(self._in_values(item.account_id, account_ids[start : start + _CHUNK]))
+                .order_by(item.account_id, item.key)
+            )
+            for account_id, *line in rows:
+                found.setdefault(account_id, []).append(StoredLine(*line))
+        return found
 
     def replace(self, account_ids: Sequence[str], items: Sequence[SubscriptionItem]) -> None:
         """A subscription's lines are a value: replaced whole after every change (`items` are
@@ -244,7 +269,9 @@ class ScheduledChangeRepository(BulkSqlRepository):
             rows = self.session.scalars(
                 select(ScheduledChangeRow)
                 .where(
-                    ScheduledChangeRow.account_id.in_(account_ids[start : start + _CHUNK]),
+                    self._in_values(
+                        ScheduledChangeRow.account_id, account_ids[start : start + _CHUNK]
+                    ),
                     ScheduledChangeRow.status == "pending",
                 )
                 .order_by(ScheduledChangeRow.created_at, ScheduledChangeRow.id)

@@ -95,9 +95,28 @@ class AccountRepository(BulkSqlRepository):
             statement = statement.where(AccountRow.id.not_in(skip))
         return list(self.session.scalars(statement))
 
+    def get_many(
+        self, account_ids: Sequence[str], *, lock: bool = False, skip_locked: bool = False
+    ) -> list[AccountRow]:
+        """These accounts, by id (those that exist). `lock`: locked for this transaction and
+        read again once locked (as `get` does); with `skip_locked`, on PostgreSQL, rows another
+        transaction holds are left out (FOR UPDATE SKIP LOCKED) rather than waited for. SQLite
+        runs one writer at a time."""
+        statement = (
+            select(AccountRow)
+            .where(self._in_values(AccountRow.id, account_ids))
+            .order_by(AccountRow.id)
+        )
+        if lock:
+            statement = statement.with_for_update(skip_locked=skip_locked).execution_options(
+                populate_existing=True
+            )
+        return list(self.session.scalars(statement))
+
     def renew(self, accounts: Sequence[RenewedAccount]) -> None:
         """Write renewed accounts in one statement (their version goes up, as an ORM update's
-        would); the session's copies of them are expired, so they are read again."""
+        would); the session's copies of them are expired, so they are read again. A catalog
+        migration writes the accounts it moves with it too (their plan at the new version)."""
         if not accounts:
             return
         columns = _RENEWED_COLUMNS

@@ -120,6 +120,9 @@ class ExpansionByEngineOut(BaseModel):
     upsell: int
     addon: int
     strategic: int
+    price_uplift: int = Field(
+        description="Expansion from a catalog migration: the same plan at a later version's prices"
+    )
 
 
 class PeriodReportOut(BaseModel):

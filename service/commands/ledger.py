@@ -157,7 +157,8 @@ def _row(item: dict[str, Any]) -> str:
         f"{item['period_start']:%Y-%m-%d}  {item['currency']}  "
         f"{item['starting_mrr_minor']:>12}  {item['new_minor']:>10}  "
         f"{engines['seat']:>9} {engines['upsell']:>9} {engines['addon']:>9} "
-        f"{engines['strategic']:>9}  {item['contraction_minor']:>10}  {item['churn_minor']:>10}  "
+        f"{engines['strategic']:>9} {engines['price_uplift']:>9}  "
+        f"{item['contraction_minor']:>10}  {item['churn_minor']:>10}  "
         f"{item['reactivation_minor']:>10}  {item['ending_mrr_minor']:>12}  "
         f"{item['nrr'] or '-':>7}  {item['grr'] or '-':>7}  {item['quick_ratio'] or '-':>7}  "
         f"{item['expansion_share'] or '-':>7}"
@@ -194,7 +195,8 @@ def nrr(start: datetime, end: datetime, granularity: str, as_json: bool) -> None
         return
     click.echo(
         "period      cur      starting         new      seat    upsell     addon strategic"
-        "  contraction       churn  reactivation      ending      nrr      grr    quick  x-share"
+        "     price  contraction       churn  reactivation      ending      nrr      grr    quick"
+        "  x-share"
     )
     for item in document["periods"]:
         click.echo(_row(item))

@@ -111,8 +111,10 @@ def write_plan(row: AccountRow, plan: Plan) -> None:
 
 
 def plan_snapshot(plan: AccountRow | Plan) -> PlanSnapshot:
-    """What the ledger records of a plan (an account's, or one it is moving to)."""
-    return PlanSnapshot(tier=plan.tier, seats=plan.seats, addons=dict(plan.addons))
+    """What the ledger records of a plan (an account's, or one it is moving to), with the catalog
+    version its prices come from: the same items at another version is a price uplift."""
+    version = plan.catalog_version if isinstance(plan, AccountRow) else plan.version
+    return PlanSnapshot(tier=plan.tier, seats=plan.seats, addons=dict(plan.addons), version=version)
 
 
 def account_mrr(catalog: Catalog, row: AccountRow | AccountColumns | AccountRecord) -> Money:

@@ -61,7 +61,8 @@ EXPORT_COLUMNS: dict[str, str] = {
     "recorded_at": "when the row was written, same format",
     "account_id": "the product's account id",
     "kind": "new, expansion, contraction, churn or reactivation",
-    "engine": "seat, upsell, addon or strategic for expansion/contraction, else empty",
+    "engine": "seat, upsell, addon, strategic or price_uplift for expansion/contraction, "
+    "else empty",
     "currency": "ISO 4217 code; never mix currencies when summing",
     "mrr_before_minor": "MRR before the movement, integer minor units (cents)",
     "mrr_before": "the same as a decimal in major units, for spreadsheets",

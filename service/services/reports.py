@@ -24,6 +24,7 @@ from service.adapters.ledger_report_sql import (
 from service.adapters.ledger_repository import TimeWindow
 from service.domain.errors import ValidationFailed
 from service.domain.ledger import (
+    OFFER_ENGINES,
     Engine,
     FunnelRow,
     Granularity,
@@ -205,12 +206,14 @@ def offer_funnel_from_sql(
     connection: sa.Connection, start: datetime, end: datetime
 ) -> list[FunnelRow]:
     """Every engine in and out of the post-activation window, like domain.ledger.offer_funnel."""
-    counts = {(engine, inside): (0, 0, 0) for engine in Engine for inside in (True, False)}
+    counts = {(engine, inside): (0, 0, 0) for engine in OFFER_ENGINES for inside in (True, False)}
     for engine_name, inside, served, seen, accepted in funnel_counts(connection, start, end):
         try:
             engine = Engine(engine_name)
         except ValueError:
             continue  # an offer kind no ledger engine matches has no place in this funnel
+        if engine not in OFFER_ENGINES:
+            continue
         before = counts[(engine, inside)]
         counts[(engine, inside)] = (before[0] + served, before[1] + seen, before[2] + accepted)
     return [

@@ -214,6 +214,7 @@ function renderMovements(rows) {
     ["Upsell", (p) => p.expansion_by_engine_minor.upsell],
     ["Add-on", (p) => p.expansion_by_engine_minor.addon],
     ["Strategic", (p) => p.expansion_by_engine_minor.strategic],
+    ["Price uplift", (p) => p.expansion_by_engine_minor.price_uplift],
     ["Contraction", (p) => -p.contraction_minor],
     ["Churn", (p) => -p.churn_minor],
     ["Reactivation", (p) => p.reactivation_minor],

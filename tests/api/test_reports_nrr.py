@@ -63,6 +63,7 @@ def test_115_percent_nrr_turns_30m_arr_into_34_5m(
             "upsell": 150_000,
             "addon": 75_000,
             "strategic": 0,
+            "price_uplift": 0,
         },
         "contraction_minor": 25_000,
         "churn_minor": 50_000,

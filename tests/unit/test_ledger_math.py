@@ -160,6 +160,21 @@ def test_engine_for_change(after, expected):
     assert engine_for_change(GROWTH_5, after) is expected
 
 
+def test_the_same_items_at_another_catalog_version_are_a_price_uplift():
+    old = PlanSnapshot("growth", 5, {"api_pack": 1}, version="2026-11-01.1")
+    new = PlanSnapshot("growth", 5, {"api_pack": 1}, version="2026-12-01.1")
+    assert engine_for_change(old, new) is Engine.PRICE_UPLIFT
+    assert engine_for_change(new, old) is Engine.PRICE_UPLIFT  # a price decrease: the same
+    # Any change of items wins over the version (a tier change buys the version in force).
+    moved_up = PlanSnapshot("business", 10, version="2026-12-01.1")
+    assert engine_for_change(old, moved_up) is Engine.UPSELL
+    more_seats = PlanSnapshot("growth", 8, {"api_pack": 1}, version="2026-12-01.1")
+    assert engine_for_change(old, more_seats) is Engine.SEAT
+    # A side that names no version (a caller that does not know it) is no price change.
+    assert engine_for_change(GROWTH_5, new) is None
+    assert engine_for_change(old, new, strategic=True) is Engine.STRATEGIC
+
+
 def test_strategic_override_wins():
     upsell = PlanSnapshot("enterprise", 50)
     assert engine_for_change(GROWTH_5, upsell, strategic=True) is Engine.STRATEGIC
@@ -228,6 +243,7 @@ def test_nrr_115_percent_turns_30m_arr_into_34_5m():
         Engine.UPSELL: 100_000,
         Engine.ADDON: 100_000,
         Engine.STRATEGIC: 50_000,
+        Engine.PRICE_UPLIFT: 0,  # no catalog migration this year
     }
     assert (report.expansion, report.contraction, report.churn) == (450_000, 25_000, 50_000)
     # 2,500,000 + 450,000 - 25,000 - 50,000 = 2,875,000

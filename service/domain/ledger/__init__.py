@@ -14,6 +14,7 @@ from service.domain.ledger.funnel import (
     offer_funnel,
 )
 from service.domain.ledger.movements import (
+    OFFER_ENGINES,
     RECORD_FIELDS,
     Attribution,
     Engine,
@@ -54,6 +55,7 @@ from service.domain.ledger.retention import (
 
 __all__ = [
     "GENESIS_HASH",
+    "OFFER_ENGINES",
     "RECORD_FIELDS",
     "AccountKey",
     "Attribution",

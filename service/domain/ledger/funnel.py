@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from service.domain.ledger.movements import Engine
+from service.domain.ledger.movements import OFFER_ENGINES, Engine
 from service.domain.ledger.retention import ratio
 from service.domain.ledger.values import require_int, require_non_negative
 
@@ -76,10 +76,10 @@ def offer_funnel(impressions: Iterable[OfferImpression], *, window_days: int) ->
     """Conversion of the offers customers saw, per engine, in and out of the activation window.
 
     Served counts every impression; seen and accepted count distinct offers, so an offer served
-    on ten page loads, seen and accepted counts 10 / 1 / 1. Every engine gets both rows, even
+    on ten page loads, seen and accepted counts 10 / 1 / 1. Every offer engine gets both rows, even
     empty ones, so dashboards have a stable shape; ordered by engine, inside-the-window first.
     """
-    served = {(engine, inside): 0 for engine in Engine for inside in (True, False)}
+    served = {(engine, inside): 0 for engine in OFFER_ENGINES for inside in (True, False)}
     seen: dict[tuple[Engine, bool], set[str]] = {key: set() for key in served}
     accepted: dict[tuple[Engine, bool], set[str]] = {key: set() for key in served}
     for impression in impressions:

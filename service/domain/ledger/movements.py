@@ -33,6 +33,19 @@ class Engine(StrEnum):
     UPSELL = "upsell"
     ADDON = "addon"
     STRATEGIC = "strategic"
+    # A catalog migration (`upshift catalog migrate`): the same plan at another catalog
+    # version's prices. Reports keep expansion from price apart from seats, upsell and add-ons.
+    PRICE_UPLIFT = "price_uplift"
+
+
+# The engines that sell: offers are made for them, so the offer funnel has a row for each. A
+# price uplift is no offer (an operator moves accounts to new prices), so it has no funnel row.
+OFFER_ENGINES: Final[tuple[Engine, ...]] = (
+    Engine.SEAT,
+    Engine.UPSELL,
+    Engine.ADDON,
+    Engine.STRATEGIC,
+)
 
 
 class Source(StrEnum):
@@ -67,7 +80,8 @@ def classify(mrr_before: int, mrr_after: int, *, has_paid_before: bool) -> Movem
 
 @dataclass(frozen=True, slots=True)
 class PlanSnapshot:
-    """What an account is subscribed to: tier key, seat count and add-on quantities.
+    """What an account is subscribed to: tier key, seat count and add-on quantities, and the
+    catalog version its prices come from ("": not known).
 
     Add-ons with quantity 0 are dropped, so "absent" and "zero" compare equal.
     """
@@ -75,6 +89,7 @@ class PlanSnapshot:
     tier: str
     seats: int
     addons: Mapping[str, int] = field(default_factory=dict)
+    version: str = ""
 
     def __post_init__(self) -> None:
         require_text(self.tier, "tier")
@@ -91,10 +106,12 @@ def engine_for_change(
 ) -> Engine | None:
     """The engine that explains a plan change, or None when the plan did not change.
 
-    Precedence is tier > seats > add-ons so that every change maps to exactly one engine: a tier
-    change with new seats is an upsell, and seats plus add-ons without a tier change count as
-    seat. `strategic` (admin or sales deals) overrides everything, including a price-only change.
-    Works the same way for downgrades, giving the engine of a contraction.
+    Precedence is tier > seats > add-ons > catalog version so that every change maps to exactly
+    one engine: a tier change with new seats is an upsell, and seats plus add-ons without a tier
+    change count as seat. The same items at another catalog version (both snapshots naming one)
+    are a price uplift: a catalog migration, or a price decrease as a contraction. `strategic`
+    (admin or sales deals) overrides everything, including a price-only change. Works the same
+    way for downgrades, giving the engine of a contraction.
     """
     if strategic:
         return Engine.STRATEGIC
@@ -104,6 +121,8 @@ def engine_for_change(
         return Engine.SEAT
     if dict(before.addons) != dict(after.addons):
         return Engine.ADDON
+    if before.version and after.version and before.version != after.version:
+        return Engine.PRICE_UPLIFT
     return None
 
 
