@@ -24,11 +24,14 @@ PLAN_COLUMNS = (
 
 
 def stream_account_plans(
-    connection: Connection, *, batch_size: int = 10_000
+    connection: Connection, *, batch_size: int = 10_000, catalog_version: str | None = None
 ) -> Iterator[Sequence[Row[Any]]]:
-    """Batches of live accounts' plan rows (not canceled), read with one server-side cursor on
-    PostgreSQL (stream_results), in no particular order."""
+    """Batches of live accounts' plan rows (not canceled; priced at `catalog_version` when
+    given), read with one server-side cursor on PostgreSQL (stream_results), in no particular
+    order."""
     statement = select(*PLAN_COLUMNS).where(AccountRow.status != AccountStatus.canceled.value)
+    if catalog_version is not None:
+        statement = statement.where(AccountRow.catalog_version == catalog_version)
     result = connection.execution_options(stream_results=True, yield_per=batch_size).execute(
         statement
     )

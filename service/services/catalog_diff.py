@@ -33,14 +33,18 @@ class CatalogDiff:
 def diff_against_accounts(
     engine: Engine, old: Catalog, new: Catalog, *, batch_size: int = 10_000
 ) -> CatalogDiff:
-    """What changed from OLD to NEW, and what it does to the live accounts (every one of them
-    taken to be on OLD: today the service runs one catalog). Reads the accounts in one
-    streaming query; raises CurrencyMismatchError when the catalogs' currencies differ."""
+    """What changed from OLD to NEW, and what it does to the live accounts priced at OLD's
+    version (grandfathered accounts on other versions are not OLD's to move). Reads the
+    accounts in one streaming query; raises CurrencyMismatchError when the catalogs'
+    currencies differ."""
     changes = diff_catalogs(old, new)
     # (tier, interval, seats, add-ons JSON, status) -> the accounts on that plan
     groups: dict[tuple[object, ...], _Group] = {}
     with engine.connect() as connection:
-        for batch in stream_account_plans(connection, batch_size=batch_size):
+        batches = stream_account_plans(
+            connection, batch_size=batch_size, catalog_version=old.version
+        )
+        for batch in batches:
             for row in batch:
                 key = tuple(row[1:])
                 group = groups.get(key)

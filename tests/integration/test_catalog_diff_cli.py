@@ -12,6 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
 
 from service.adapters.catalog_loader import load_catalog
 from service.cli import main
@@ -203,3 +204,17 @@ def test_a_database_without_the_schema_is_a_clean_refusal(tmp_path: Path) -> Non
     assert result.output == (
         "cannot read the accounts (is the database migrated?): no such table: accounts\n"
     )
+
+
+def test_accounts_priced_at_another_version_are_not_old_s_to_move(
+    accounts: dict[str, int], database_url: str, new_catalog: Path, db: Engine
+) -> None:
+    """An account grandfathered on another catalog version is not on OLD: left out."""
+    with db.begin() as connection:
+        connection.execute(
+            text("UPDATE accounts SET catalog_version = 'elsewhere' WHERE id = 'acct-b'")
+        )
+    report = json.loads(diff(database_url, OLD, new_catalog, json_output=True).output)
+    growth = next(t for t in report["impact"]["tiers"] if t["tier"] == "growth")
+    assert (report["impact"]["accounts"], growth["accounts"]) == (4, 3)
+    assert growth["mrr_change"] == money(1000)  # acct-a alone moves
