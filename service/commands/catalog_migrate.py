@@ -63,7 +63,8 @@ def catalog_migrate(
     batch_size: int,
     as_json: bool,
 ) -> None:
-    """Move live accounts to catalog version TO (one of those at UPSHIFT_CATALOG_PATH).
+    """Move live accounts to catalog version TO (one the service serves: the files at
+    UPSHIFT_CATALOG_PATH and the versions published with `catalog publish`).
 
     A dry run (the default) changes nothing and shows what --apply would do: per tier the
     accounts moved and not moved, their MRR before and after and what is invoiced now, and
