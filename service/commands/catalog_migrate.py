@@ -128,6 +128,13 @@ def _run(
     from service.ports import clock_at
     from service.services.catalog_migrate import migrate_accounts, migration_scope
 
+    from service.adapters.stripe_api import StripeNotConfigured
+
+    try:
+        provider_move = _stripe_move(factory, history, settings) if apply else None
+    except StripeNotConfigured as exc:
+        click.echo(f"cannot migrate: {exc}", err=True)
+        sys.exit(2)
     try:
         scope = migration_scope(factory, request)
         with click.progressbar(
@@ -144,6 +151,7 @@ def _run(
                 batch_size=batch_size,
                 on_batch=bar.update,
                 scope=scope,
+                provider_move=provider_move,
             )
     except DomainError as exc:
         click.echo(f"cannot migrate: {exc.detail} (batches already committed stand)", err=True)
@@ -153,6 +161,47 @@ def _run(
         click.echo(f"cannot migrate (is the database migrated?): {reason}", err=True)
         sys.exit(2)
     return report
+
+
+def _stripe_move(factory: Any, history: CatalogHistory, settings: Settings) -> Any:
+    """With UPSHIFT_BILLING_BACKEND=stripe: each account moves through its subscription, as
+    the upgrade endpoint changes it (services.upgrades.execute_upgrade), with the Stripe
+    client the service itself builds; None with local billing."""
+    if settings.billing_backend != "stripe":
+        return None
+    import secrets
+
+    from service.adapters.billing_stripe import StripeBillingGateway
+    from service.adapters.db import transaction
+    from service.adapters.stripe_api import connect_stripe
+    from service.ports import clock_at
+    from service.services.quotes import TargetChange
+    from service.services.tokens import TokenSigner
+    from service.services.upgrades import UpgradeOutcome, UpgradeRequest, execute_upgrade
+
+    clock = clock_at(settings.now)
+    catalog = history.in_force(clock.now())
+    stripe_billing = connect_stripe(settings, catalog)
+    signer = TokenSigner(secrets.token_urlsafe(32))  # no offer tokens: explicit targets only
+
+    def move(account_id: str, change: TargetChange, key: str) -> UpgradeOutcome:
+        return execute_upgrade(
+            lambda: transaction(factory),
+            catalog,
+            clock.now(),
+            signer,
+            lambda _session: StripeBillingGateway(stripe_billing),
+            UpgradeRequest(
+                account_id=account_id,
+                idempotency_key=key,
+                offer_token=None,
+                target=change,
+                expected_amount_due=None,
+                body={"catalog_migrate": change.version, "at_term_end": change.at_term_end},
+            ),
+        )
+
+    return move
 
 
 def _read_ids(path: Path) -> frozenset[str]:

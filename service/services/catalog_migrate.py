@@ -53,7 +53,8 @@ from service.services.account_state import (
 )
 from service.services.billing import billed_of, store_billed_many
 from service.services.ledger import MovementRequest, ledger_balances_of, record_movements
-from service.services.quotes import prepare_for_account, price_for_account
+from service.services.quotes import TargetChange, prepare_for_account, price_for_account
+from service.services.upgrades import UpgradeOutcome
 
 BATCH_SIZE = 1_000
 # What a limits rollout cannot do: limits come from the tier and its add-ons, so a version
@@ -71,6 +72,12 @@ class _Decision:
 
 def _problem(code: str, problem: str, outcome: str = "not moved") -> PlanProblem:
     return PlanProblem(code, problem, outcome)
+
+
+# How an account billed by a remote provider (Stripe) moves: the upgrade use case
+# (services.upgrades.execute_upgrade: the account claimed, the provider called with no lock
+# held, then the change booked), given the account, the change and its idempotency key.
+ProviderMove = Callable[[str, TargetChange, str], UpgradeOutcome]
 
 
 class _Migration:
@@ -138,7 +145,7 @@ class _Migration:
                 ),
                 before=before,
             )
-        if applying and not self.local:
+        if applying and not self.local:  # no way to move it through the provider was given
             billed_by = "billed by Stripe" if row.billing_subscription_id else "billing is Stripe"
             return outcome(
                 Outcome.NOT_MOVED,
@@ -266,8 +273,15 @@ def migrate_accounts(
     batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
     scope: MigrationScope | None = None,
+    provider_move: ProviderMove | None = None,
 ) -> MigrationReport:
     """Evaluate (and with `apply`, move) every live account in the request's scope.
+
+    With a remote billing provider (`billing_backend` "stripe"), `provider_move` moves each
+    account through its subscription, as an upgrade to the same plan at the target version
+    (with Stripe's proration, or a schedule at the period end): the batch is decided without
+    locks, and each account is then moved in its own transactions, never holding a lock over a
+    call to Stripe. Without it, such accounts are listed as not moved.
 
     Raises UnknownCatalogVersion when the target is not loaded. `scope`: the accounts, when
     the caller read them already (`migration_scope`); `on_batch` is told how many accounts each
@@ -295,9 +309,13 @@ def migrate_accounts(
     report.considered = len(ids)
     declining = frozenset(declining_accounts)
     busy: list[str] = []
+    remote = apply and not migration.local and not request.limits_only
     for start in range(0, len(ids), batch_size):
         batch = ids[start : start + batch_size]
-        busy += _batch(factory, migration, report, batch, declining, apply, skip_locked=True)
+        if remote and provider_move is not None:
+            _provider_batch(factory, migration, report, batch, provider_move)
+        else:
+            busy += _batch(factory, migration, report, batch, declining, apply, skip_locked=True)
         if on_batch is not None:
             on_batch(len(batch))
     for start in range(0, len(busy), batch_size):
@@ -386,6 +404,56 @@ def _batch(
         ):
             report.stripe_billed += 1
     return busy
+
+
+def _provider_batch(
+    factory: sessionmaker[Session],
+    migration: _Migration,
+    report: MigrationReport,
+    ids: list[str],
+    provider_move: ProviderMove,
+) -> None:
+    """Decide a batch as a dry run does (no locks), then move each account that moves through
+    the provider; the upgrade use case locks, re-quotes and books it (one ledger movement, the
+    engine price_uplift), and refuses what changed meanwhile."""
+    with factory() as session:
+        rows = AccountRepository(session).get_many(ids, lock=False)
+        pending = ScheduledChangeRepository(session).pending_for([row.id for row in rows])
+        gateway = LocalBillingGateway(session, frozenset())
+        decisions = [
+            (row, migration.decide(row, (), pending.get(row.id, ()), gateway, applying=False))
+            for row in rows
+        ]
+    at_term_end = migration.request.when is Timing.end_of_term
+    for row, decision in decisions:
+        move = decision.move
+        if move.outcome in (Outcome.MOVED, Outcome.SCHEDULED):
+            change = TargetChange(version=migration.target.version, at_term_end=at_term_end)
+            outcome = provider_move(row.id, change, f"catalog-migrate:{migration.move_key(row)}")
+            if outcome.status_code == 200:
+                report.ledger_entries += outcome.body.get("ledger_entry_id") is not None
+            else:
+                move = replace(
+                    move,
+                    outcome=Outcome.NOT_MOVED,
+                    mrr_after=move.mrr_before,
+                    amount_due=Money.zero(move.amount_due.currency),
+                    plan=Plan(
+                        row.tier, Interval(row.interval), row.seats, dict(row.addons)
+                    ).at_version(move.from_version),
+                    problems=(_provider_problem(outcome),),
+                )
+        report.add(move)
+
+
+def _provider_problem(outcome: UpgradeOutcome) -> PlanProblem:
+    body = outcome.body
+    detail = str(body.get("detail") or body.get("title") or f"HTTP {outcome.status_code}")
+    return _problem(
+        str(body.get("code") or "provider_refused"),
+        detail,
+        "not moved: the provider refused the change; run the migration again",
+    )
 
 
 def _write(

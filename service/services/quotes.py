@@ -33,12 +33,17 @@ class TargetChange:
     seats: int | None = None
     addons: dict[str, int] | None = None
     interval: Interval | None = None
+    # Not from customers: a catalog migration moves the plan to another catalog version, and
+    # may defer a change that would apply at once to the end of the term.
+    version: str | None = None
+    at_term_end: bool = False
 
     def applied_to(self, catalog: Catalog, plan: Plan) -> Plan:
         """The full target plan (see domain.accounts.moved_to_tier for a tier change)."""
         if self.tier is not None and self.tier != plan.tier:
             plan = moved_to_tier(catalog, plan, self.tier, seats=self.seats, addons=self.addons)
-        return plan.with_changes(interval=self.interval, seats=self.seats, addons=self.addons)
+        plan = plan.with_changes(interval=self.interval, seats=self.seats, addons=self.addons)
+        return plan if self.version is None else plan.at_version(self.version)
 
 
 class BillingPeriodEnded(Conflict):
@@ -72,9 +77,15 @@ def quote_for_account(
     target: Plan,
     now: datetime,
     requested_proration_date: datetime | None = None,
+    *,
+    at_term_end: bool = False,
 ) -> Quote:
-    """Price `target` for the account whose lines this period were billed as `billed`."""
+    """Price `target` for the account whose lines this period were billed as `billed`;
+    `at_term_end` defers a change that would apply at once to the end of the term (nothing due
+    now, applied at renewal: a catalog migration's end_of_term move)."""
     change = prepare_for_account(catalog, account, target)
+    if at_term_end and change.timing is Timing.immediate:
+        change = replace(change, timing=Timing.end_of_term)
     return price_for_account(change, account, billed, now, requested_proration_date)
 
 

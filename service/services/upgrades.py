@@ -426,7 +426,10 @@ def _requote(
     if request.offer_token is None:
         assert request.target is not None
         target = request.target.applied_to(catalog, account.plan)
-        return quote_for_account(catalog, account, billed, target, now), None
+        at_term_end = request.target.at_term_end
+        return quote_for_account(
+            catalog, account, billed, target, now, at_term_end=at_term_end
+        ), None
     offer = read_offer(signer, request.offer_token, account.id, now)
     quote = None
     if offer.account_version == account.version:

@@ -370,9 +370,11 @@ def test_only_the_accounts_in_the_file(
     ]
 
 
-def test_stripe_billed_accounts_are_refused_on_apply(
+def test_with_stripe_billing_the_dry_run_counts_stripe_and_apply_needs_a_key(
     accounts: dict[str, int], database_url: str, catalogs: Path
 ) -> None:
+    """Stripe-billed accounts move through Stripe (tests/integration/test_catalog_migrate_
+    stripe.py); without a Stripe key --apply is refused before anything moves."""
     env = {
         "UPSHIFT_DATABASE_URL": database_url,
         "UPSHIFT_CATALOG_PATH": str(catalogs),
@@ -384,16 +386,8 @@ def test_stripe_billed_accounts_are_refused_on_apply(
     assert dry.exit_code == 0, dry.output
     assert json.loads(dry.stdout)["accounts"]["billed_by_stripe"] == 5
     applied = CliRunner().invoke(main, [*arguments, "--apply"], env=env)
-    assert applied.exit_code == 0, applied.output
-    report = json.loads(applied.stdout)
-    assert report["accounts"]["moved"] == 0
-    refused = {
-        a["account_id"]
-        for a in report["accounts_not_moved"]
-        if a["problems"][0]["code"] == "billed_by_stripe"
-    }
-    # Every account NEW could take (the past-due one too: Stripe bills it).
-    assert refused == {"g5", "g10", "g-year", "g-trial", "s3", "g-late"}
+    assert applied.exit_code == 2
+    assert "UPSHIFT_STRIPE_SECRET_KEY is required" in applied.output
 
 
 def test_an_unknown_version_or_a_missing_when_is_refused(
