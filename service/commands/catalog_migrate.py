@@ -124,11 +124,10 @@ def _run(
     (batches committed before it stand: the same command resumes)."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from service.adapters.stripe_api import StripeNotConfigured
     from service.domain.errors import DomainError
     from service.ports import clock_at
     from service.services.catalog_migrate import migrate_accounts, migration_scope
-
-    from service.adapters.stripe_api import StripeNotConfigured
 
     try:
         provider_move = _stripe_move(factory, history, settings) if apply else None
