@@ -5,12 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from service.domain.catalog import Catalog, CatalogError, CatalogHistory, CatalogIssue
+from service.domain.catalog import (
+    Catalog,
+    CatalogError,
+    CatalogHistory,
+    CatalogIssue,
+    load_each,
+)
 
 
 def load_catalog(path: Path | str) -> Catalog:
@@ -51,15 +58,8 @@ def catalog_files(path: Path | str) -> list[Path]:
 def load_catalogs(path: Path | str) -> CatalogHistory:
     """Every catalog version at `path` (a file, or a directory of one file per version),
     each validated, then checked against the others; CatalogError names file and spot."""
-    issues: list[CatalogIssue] = []
-    versions: list[tuple[str, Catalog]] = []
-    for file in catalog_files(path):
-        try:
-            versions.append((file.name, load_catalog(file)))
-        except CatalogError as exc:
-            issues += [CatalogIssue(f"{exc.source}: {i.path}", i.message) for i in exc.issues]
-    if issues:
-        raise CatalogError(issues)
+    files = catalog_files(path)
+    versions = load_each((file.name, partial(load_catalog, file)) for file in files)
     try:
         return CatalogHistory.check(versions)
     except CatalogError as exc:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from service.commands.common import database_reason
 from service.domain.accounts import plan_to_json
 from service.domain.catalog import Catalog
 from service.domain.catalog_diff import Value
@@ -62,7 +63,7 @@ def catalog_diff(old: Path, new: Path, database_url: str | None, as_json: bool) 
         click.echo(f"cannot diff: {exc}", err=True)
         sys.exit(2)
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        reason = database_reason(exc)
         click.echo(f"cannot read the accounts (is the database migrated?): {reason}", err=True)
         sys.exit(2)
     finally:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from service.commands.common import catalogs_or_exit
+from service.commands.common import catalogs_or_exit, database_reason
 from service.domain.accounts import plan_to_json
 from service.domain.money import Money
 from service.settings import Settings
@@ -156,7 +156,7 @@ def _run(
         click.echo(f"cannot migrate: {exc.detail} (batches already committed stand)", err=True)
         sys.exit(2)
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        reason = database_reason(exc)
         click.echo(f"cannot migrate (is the database migrated?): {reason}", err=True)
         sys.exit(2)
     return report

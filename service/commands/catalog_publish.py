@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from service.commands.common import database_reason
+
 
 @click.command("publish")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
@@ -76,7 +78,7 @@ def catalog_publish(file: Path, database_url: str | None, force: bool) -> None:
         click.echo(f"{file.name}: not published: {exc}", err=True)
         sys.exit(1)
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        reason = database_reason(exc)
         click.echo(f"cannot publish: {reason}", err=True)
         sys.exit(2)
     finally:
@@ -140,7 +142,7 @@ def catalog_withdraw(version: str, database_url: str | None) -> None:
         click.echo(f"not withdrawn: {exc}", err=True)
         sys.exit(1)
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        reason = database_reason(exc)
         click.echo(f"cannot withdraw: {reason}", err=True)
         sys.exit(2)
     finally:

@@ -34,11 +34,18 @@ def served_catalogs(settings: Settings, path: Path | None = None) -> CatalogHist
         with unit_of_work(make_session_factory(engine)) as session:
             return served_history(files, session)
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        click.echo(f"published catalog versions not read ({reason}): files only", err=True)
+        click.echo(
+            f"published catalog versions not read ({database_reason(exc)}): files only", err=True
+        )
         return files
     finally:
         engine.dispose()
+
+
+def database_reason(exc: Exception) -> str:
+    """A database error in one line: the driver's message (its first line), for a command's
+    refusal."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
 def catalogs_or_exit(settings: Settings) -> CatalogHistory:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -316,6 +316,23 @@ class CatalogHistory:
         """This history and one more version, checked against the others."""
         pairs = [(c.version, c) for c in self.versions if c.version != catalog.version]
         return CatalogHistory.check([*pairs, (source, catalog)])
+
+
+def load_each(
+    loaders: Iterable[tuple[str, Callable[[], Catalog]]],
+) -> list[tuple[str, Catalog]]:
+    """(source, catalog) of each loader; every one is tried, and the problems of all that fail
+    are raised together as one CatalogError, each named by its source (`file: path: message`)."""
+    issues: list[CatalogIssue] = []
+    loaded: list[tuple[str, Catalog]] = []
+    for source, load in loaders:
+        try:
+            loaded.append((source, load()))
+        except CatalogError as exc:
+            issues += [CatalogIssue(f"{exc.source}: {i.path}", i.message) for i in exc.issues]
+    if issues:
+        raise CatalogError(issues)
+    return loaded
 
 
 def history_problems(versions: list[tuple[str, Catalog]]) -> Iterator[CatalogIssue]:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,7 +36,13 @@ from service.adapters.catalog_store import (
     stored_versions,
 )
 from service.adapters.db import statement_reads
-from service.domain.catalog import Catalog, CatalogError, CatalogHistory, CatalogIssue
+from service.domain.catalog import (
+    Catalog,
+    CatalogError,
+    CatalogHistory,
+    CatalogIssue,
+    load_each,
+)
 from service.ports import Clock
 
 log = logging.getLogger("upshift.catalog")
@@ -68,16 +75,7 @@ class ServedCatalogs:
 
 def stored_catalogs(rows: list[StoredVersion]) -> list[tuple[str, Catalog]]:
     """Each stored row validated again, with its label; CatalogError names every bad one."""
-    issues: list[CatalogIssue] = []
-    loaded: list[tuple[str, Catalog]] = []
-    for row in rows:
-        try:
-            loaded.append((row.label, stored_catalog(row)))
-        except CatalogError as exc:
-            issues += [CatalogIssue(f"{exc.source}: {i.path}", i.message) for i in exc.issues]
-    if issues:
-        raise CatalogError(issues)
-    return loaded
+    return load_each((row.label, partial(stored_catalog, row)) for row in rows)
 
 
 def stored_catalog(row: StoredVersion) -> Catalog:
