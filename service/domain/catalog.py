@@ -202,7 +202,9 @@ class Catalog(Frozen):
     def superseded_at(self) -> datetime | None:
         """When the next version takes over new business (None: this is the latest). What was
         priced for new business at this version is good until then."""
-        versions = self.history.versions
+        if self._history is None:
+            return None
+        versions = self._history.versions
         later = [c.effective_from for c in versions if c.effective_from > self.effective_from]
         return min(later, default=None)
 
