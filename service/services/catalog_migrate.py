@@ -47,6 +47,7 @@ from service.domain.quotes import PlanKey, Quote, plan_key
 from service.services.account_state import (
     account_mrr,
     mark_changed,
+    plan_of,
     plan_snapshot,
     state_of,
     versions_after,
@@ -438,9 +439,7 @@ def _provider_batch(
                     outcome=Outcome.NOT_MOVED,
                     mrr_after=move.mrr_before,
                     amount_due=Money.zero(move.amount_due.currency),
-                    plan=Plan(
-                        row.tier, Interval(row.interval), row.seats, dict(row.addons)
-                    ).at_version(move.from_version),
+                    plan=plan_of(row),  # at its own version: a price move starts there
                     problems=(_provider_problem(outcome),),
                 )
         report.add(move)
