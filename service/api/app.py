@@ -45,8 +45,8 @@ from service.api.routes import (
     usage,
     webhooks,
 )
+from service.api.routes.entitlements import EntitlementsPage
 from service.domain.catalog import Catalog, CatalogError, CatalogHistory
-from service.domain.entitlements import Entitlements
 from service.ports import Clock, clock_at
 from service.services.billing import GatewayFactory, local_gateways
 from service.services.catalogs import CatalogWatcher, ServedCatalogs
@@ -231,7 +231,7 @@ def create_app(
         settings, app.state.declining_accounts, stripe_billing
     )
     app.state.offer_cache = OfferPlanCache[OffersPage](settings.offers_cache_ttl_s)
-    app.state.entitlement_cache = OfferPlanCache[Entitlements](settings.offers_cache_ttl_s)
+    app.state.entitlement_cache = OfferPlanCache[EntitlementsPage](settings.offers_cache_ttl_s)
     app.state.account_caches = AccountCaches(app.state.offer_cache, app.state.entitlement_cache)
     app.state.impressions = ImpressionBuffer(app.state.session_factory)
     app.state.metrics = RequestMetrics()

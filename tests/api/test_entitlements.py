@@ -10,6 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.api.deps import product_principal
+from service.api.routes.entitlements import (
+    EntitlementOut,
+    EntitlementsOut,
+    entitlements_body,
+    entitlements_page,
+)
 from service.domain.entitlements import entitlement_of, entitlements_of
 from service.domain.periods import Period
 from service.domain.usage import FeatureUsage, UsageSnapshot
@@ -173,3 +179,29 @@ def test_the_page_load_path_answers_exactly_as_the_route(
         assert second.headers[name] == first.headers[name], name
     metrics = client.get("/metrics").text
     assert 'route="/v1/accounts/{account_id}/entitlements",status="200"} 2.0' in metrics
+
+
+@given(
+    used=st.integers(0, 10**12),
+    limit=limits,
+    at=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+)
+def test_the_body_rendered_once_is_the_response_models_json(
+    used: int, limit: int | bool | None, at: datetime
+) -> None:
+    """The cached page puts only `at` into JSON rendered once: byte for byte the model's."""
+    period = Period(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    snapshot = UsageSnapshot(
+        "acme",
+        {
+            "api_calls": FeatureUsage("api_calls", "metered", used, limit, period),
+            "sso": FeatureUsage("sso", "boolean", 0, True, None),
+        },
+    )
+    found = entitlements_of(snapshot, period.end)
+    expected = EntitlementsOut(
+        account_id="acme", at=at, features=[EntitlementOut.of(e) for e in found.features.values()]
+    ).model_dump_json()
+    assert entitlements_body(entitlements_page(found), at) == expected.encode()

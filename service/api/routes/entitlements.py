@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AccountIdPath, ProductAccessDep, renew_first
@@ -61,34 +62,59 @@ ACCESS = (
 ENTITLEMENTS_TEMPLATE = router.prefix + "/entitlements"
 
 
-def entitlements_body(found: Entitlements, now: datetime) -> bytes:
-    """The JSON of every gate: what the route and the page-load path (api.page_loads) send."""
-    return (
+@dataclass(frozen=True, slots=True)
+class EntitlementsPage:
+    """An account's gates with their JSON rendered once: only `at` (the moment of the answer)
+    is put in on each check, between `head` and `tail`."""
+
+    found: Entitlements
+    head: bytes
+    tail: bytes
+
+    @property
+    def period_end(self) -> datetime:  # what the account caches expire on
+        return self.found.valid_until
+
+
+_MOMENT = TypeAdapter(datetime)  # serializes a moment as the response model does
+_AT_MARK = datetime(1, 1, 1, tzinfo=UTC)  # no gate's time: the spot where `at` goes
+
+
+def entitlements_page(found: Entitlements) -> EntitlementsPage:
+    text = (
         EntitlementsOut(
             account_id=found.account_id,
-            at=now,
+            at=_AT_MARK,
             features=[EntitlementOut.of(e) for e in found.features.values()],
         )
         .model_dump_json()
         .encode()
     )
+    head, tail = text.split(_MOMENT.dump_json(_AT_MARK))
+    return EntitlementsPage(found, head, tail)
+
+
+def entitlements_body(page: EntitlementsPage, now: datetime) -> bytes:
+    """The JSON of every gate at `now`: what the route and the page-load path (api.page_loads)
+    send, byte for byte EntitlementsOut's."""
+    return page.head + _MOMENT.dump_json(now) + page.tail
 
 
 def cached_entitlements_body(state: Any, account_id: str, now: datetime) -> bytes | None:
-    found = state.entitlement_cache.get(account_id, now)
-    return None if found is None else entitlements_body(found, now)
+    page = state.entitlement_cache.get(account_id, now)
+    return None if page is None else entitlements_body(page, now)
 
 
-async def _entitlements(request: Request, account_id: str) -> tuple[Entitlements, datetime]:
+async def _entitlements(request: Request, account_id: str) -> tuple[EntitlementsPage, datetime]:
     state = request.app.state
     now = state.clock.now()
-    found = state.entitlement_cache.get(account_id, now)
-    if found is None:
-        found = await run_in_threadpool(read_account_entitlements, state, account_id, now)
-    return found, now
+    page = state.entitlement_cache.get(account_id, now)
+    if page is None:
+        page = await run_in_threadpool(read_account_entitlements, state, account_id, now)
+    return page, now
 
 
-def read_account_entitlements(state: Any, account_id: str, now: datetime) -> Entitlements:
+def read_account_entitlements(state: Any, account_id: str, now: datetime) -> EntitlementsPage:
     """A miss: one short read-only transaction, as for the offers, kept in the cache; an
     account whose period has ended is renewed first (local billing) and read again. It blocks
     on the database: run it in a worker thread, never on the event loop."""
@@ -99,8 +125,9 @@ def read_account_entitlements(state: Any, account_id: str, now: datetime) -> Ent
         renew_first(state, account_id, now)
         found = read_entitlements(factory, catalog, account_id, now, current_only=False)
     assert found is not None
-    cache.put(account_id, found, read_since)
-    return found
+    page = entitlements_page(found)
+    cache.put(account_id, page, read_since)
+    return page
 
 
 @router.get(
@@ -112,9 +139,9 @@ def read_account_entitlements(state: Any, account_id: str, now: datetime) -> Ent
 async def list_entitlements(
     account_id: AccountIdPath, request: Request, _: ProductAccessDep
 ) -> Response:
-    found, now = await _entitlements(request, account_id)
+    page, now = await _entitlements(request, account_id)
     return Response(
-        entitlements_body(found, now),
+        entitlements_body(page, now),
         headers={name.decode(): value.decode() for name, value in JSON_HEADERS},
     )
 
@@ -129,8 +156,8 @@ async def list_entitlements(
 async def get_entitlement(
     account_id: AccountIdPath, feature: FeaturePath, request: Request, _: ProductAccessDep
 ) -> EntitlementOut:
-    found, _now = await _entitlements(request, account_id)
-    entitlement = found.features.get(feature)
+    page, _now = await _entitlements(request, account_id)
+    entitlement = page.found.features.get(feature)
     if entitlement is None:
         raise NotFound(
             f"{feature!r} is not a feature of the catalog", field="feature", code="unknown_feature"
