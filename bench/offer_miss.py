@@ -10,12 +10,16 @@ one pass through every account, in microseconds: `read_us` the database read
 (services.offers.plan_offers), `render_us` the page (api.offer_page.offers_page plus the first
 body), `miss_us` all three; `read_cpu_us` and `miss_cpu_us` the CPU time this process spent
 on the read and on the whole miss (the rest of the read is the round trip and PostgreSQL).
+`store_us` is the time to keep a built page in the offers read model (api.page_store), and
+`stored_us` / `stored_cpu_us` the wall and CPU time of a miss answered from it, as another
+process's miss is: the stored page read on an event loop, checked and unpickled, and its body.
 `--profile` writes cProfile stats of a second pass (the whole miss) to a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import statistics
 import time
@@ -84,6 +88,39 @@ def main() -> None:
                 miss(account_id, now, None)
             profiler.disable()
             profiler.dump_stats(args.profile)
+        # The offers read model: each page built and stored once (`store_us`: pickled, sealed
+        # and written), then read back as another process's miss reads it (`stored_us`: one
+        # statement awaited on an event loop, unsealed, unpickled, and the first body).
+        stores: list[float] = []
+        for account_id in ids:
+            page = offers_page(
+                plan_offers(
+                    catalog,
+                    connection_read(
+                        factory,
+                        lambda connection, account_id=account_id: read_offer_inputs(
+                            connection, catalog, account_id, now
+                        ),
+                    ),
+                    signer,
+                )
+            )
+            started = time.perf_counter()
+            state.page_store.save(page, now)
+            stores.append(time.perf_counter() - started)
+        assert state.page_store.stored == len(ids)
+
+        async def read_back() -> list[tuple[float, float]]:
+            figures = []
+            for account_id in [*ids[:200], *ids]:
+                started, started_cpu = time.perf_counter(), time.thread_time()
+                stored = await state.page_store.load(account_id, now)
+                assert stored is not None
+                offers_body(state, stored, now)
+                figures.append((time.perf_counter() - started, time.thread_time() - started_cpu))
+            return figures[200:]
+
+        read_backs = asyncio.run(read_back())
         state.impressions.stop()
         state.engine.dispose()
 
@@ -100,6 +137,9 @@ def main() -> None:
             # CPU time of this thread (what a loaded machine's waiting does not inflate).
             "read_cpu_us": median_us([p[3] for p in parts]),
             "miss_cpu_us": median_us([p[4] for p in parts]),
+            "store_us": median_us(stores),
+            "stored_us": median_us([r[0] for r in read_backs]),
+            "stored_cpu_us": median_us([r[1] for r in read_backs]),
         }
     )
 

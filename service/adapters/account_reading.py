@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Dialect
 
 from service.adapters.billing_tables import SubscriptionItemRow
+from service.adapters.offer_tables import OfferPageRow
 from service.adapters.orm import AccountRow, UTCDateTime
 from service.adapters.usage_tables import CrossingRow, MilestoneRow, UsageCounterRow
 from service.domain.thresholds import Crossing
@@ -78,6 +79,9 @@ class AccountReading(NamedTuple):
     lines: list[StoredLine]  # its subscription lines, by key
     crossings: list[Crossing]  # its most recent ones, newest first (then by threshold key)
     milestones: dict[str, datetime]  # reached, by name
+    # Its stamp in the offers read model at the same snapshot (None: no row yet); see
+    # adapters.offer_pages.
+    page_stamp: int | None
 
 
 def read_account(
@@ -100,7 +104,9 @@ def read_account(
     if row is None:
         return None
     account = AccountRecord(*row[: len(_ACCOUNT_COLUMNS)])
-    counters_json, lines_json, crossings_json, milestones_json = row[len(_ACCOUNT_COLUMNS) :]
+    counters_json, lines_json, crossings_json, milestones_json, page_stamp = row[
+        len(_ACCOUNT_COLUMNS) :
+    ]
     time = _time_decoder(dialect)
     counters = {(feature, time(start)): used for feature, start, used in _rows(counters_json)}
     lines = sorted(
@@ -116,7 +122,7 @@ def read_account(
         crossings.sort(key=lambda c: c.threshold_key)
         crossings.sort(key=lambda c: c.recorded_at, reverse=True)
     milestones = {name: time(reached_at) for name, reached_at in _rows(milestones_json)}
-    return AccountReading(account, counters, lines, crossings, milestones)
+    return AccountReading(account, counters, lines, crossings, milestones, page_stamp)
 
 
 def _rows(text: str | None) -> list[list[Any]]:
@@ -212,6 +218,7 @@ def _build(postgres: bool, starts: int) -> Select[Any]:
     items = SubscriptionItemRow.__table__
     crossings = CrossingRow.__table__
     milestones = MilestoneRow.__table__
+    pages = OfferPageRow.__table__
 
     def rows_of(
         *columns: ColumnElement[Any], order_by: Sequence[ColumnElement[Any]] = ()
@@ -274,10 +281,12 @@ def _build(postgres: bool, starts: int) -> Select[Any]:
         .where(milestones.c.account_id == accounts.c.id)
         .scalar_subquery()
     )
+    page_stamp = select(pages.c.stamp).where(pages.c.account_id == accounts.c.id).scalar_subquery()
     return select(
         *(accounts.c[name] for name in _ACCOUNT_COLUMNS),
         counter_rows,
         line_rows,
         crossing_rows.scalar_subquery(),
         milestone_rows,
+        page_stamp,
     ).where(accounts.c.id == bindparam("id"))

@@ -21,6 +21,8 @@ import psycopg
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.adapters.offer_pages import bump_offer_pages
+
 log = logging.getLogger("upshift.changes")
 
 CHANNEL = "upshift_account_changes"
@@ -51,6 +53,9 @@ def _notify_marked(session: Session) -> None:
     if not marked or session.get_bind().dialect.name != "postgresql":
         return
     ids = sorted(marked)
+    # The offers read model shared by the replicas drops the accounts' pages in this same
+    # transaction: committed together with the change, or not at all.
+    bump_offer_pages(session, ids)
     for start in range(0, len(ids), _IDS_PER_NOTIFY):
         payload = ",".join(ids[start : start + _IDS_PER_NOTIFY])
         session.execute(

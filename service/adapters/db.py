@@ -105,15 +105,25 @@ def connection_read(factory: sessionmaker[Session], read: Callable[[Connection],
     trip of its own). A connection the server dropped meanwhile fails the first statement
     instead, which invalidates the pool (SQLAlchemy's disconnect handling), and the read runs
     once more on a fresh connection. `read` must only read: it may run twice."""
+    return _autocommit(factory, read)
+
+
+def statement_write(factory: sessionmaker[Session], write: Callable[[Connection], T]) -> T:
+    """`write(connection)` on a connection lent as by `connection_read`: each statement commits
+    on its own. `write` must be one idempotent statement: it may run twice."""
+    return _autocommit(factory, write)
+
+
+def _autocommit(factory: sessionmaker[Session], run: Callable[[Connection], T]) -> T:
     engine = factory.kw["bind"]
     if engine.dialect.name != "postgresql":
         with engine.begin() as connection:  # SQLite: a transaction, as statement_reads'
-            return read(connection)
+            return run(connection)
     readers = statement_read_engine(engine)
     for attempt in (1, 2):
         try:
             with readers.connect() as connection:
-                return read(connection)
+                return run(connection)
         except DBAPIError as error:
             if attempt == 2 or not error.connection_invalidated:
                 raise

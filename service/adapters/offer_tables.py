@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.adapters.orm import Base
@@ -49,3 +49,25 @@ class OfferViewRow(Base):
     account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     offer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class OfferPageRow(Base):
+    """The offers read model: per account, its offer page as last built by any replica, kept
+    while nothing changed the account (see api.page_store).
+
+    `stamp` counts the changes committed to the account: every transaction that changes what
+    the account is offered adds one and clears the page, in the same transaction
+    (adapters.offer_pages.bump_offer_pages). A page is stored only with the stamp its inputs
+    were read at, so a page read before a change can never be stored after it.
+    """
+
+    __tablename__ = "offer_pages"
+
+    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stamp: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The page (sealed: see api.page_store), what it was built with (the service's code and
+    # catalogs) and until when it holds (the first moment its inputs change by time alone).
+    page: Mapped[bytes | None] = mapped_column(LargeBinary)
+    build: Mapped[str | None] = mapped_column(String(64))
+    valid_until: Mapped[datetime | None]
+    stored_at: Mapped[datetime | None]

@@ -21,6 +21,7 @@ from service.adapters.catalog_loader import load_catalogs
 from service.adapters.catalog_store import CATALOG_CHANNEL
 from service.adapters.change_feed import ChangeListener, listen_dsn
 from service.adapters.db import make_engine, make_session_factory
+from service.adapters.offer_pages import PageReader
 from service.adapters.stripe_api import StripeBilling, StripeNotConfigured, connect_stripe
 from service.api.collector import freeze_survivors, tend_collector
 from service.api.deps import single_valued_query
@@ -29,6 +30,7 @@ from service.api.head import HeadAsGet
 from service.api.metrics import MetricsMiddleware, RequestMetrics
 from service.api.offer_page import OffersPage
 from service.api.page_loads import PageLoadHotPath
+from service.api.page_store import PageStore
 from service.api.problems import install_problem_handlers
 from service.api.routes import (
     accounts,
@@ -199,6 +201,8 @@ def create_app(
             catalog_listener.stop()
         if renewals is not None:
             renewals.stop()
+        if _app.state.page_store.reader is not None:
+            await _app.state.page_store.reader.close()
         if owns_engine:
             engine.dispose()
 
@@ -231,6 +235,12 @@ def create_app(
         settings, app.state.declining_accounts, stripe_billing
     )
     app.state.offer_cache = OfferPlanCache[OffersPage](settings.offers_cache_ttl_s)
+    app.state.page_store = PageStore(
+        session_factory,
+        app.state.token_signer,
+        catalogs,
+        PageReader(listen_dsn(engine)) if engine.dialect.name == "postgresql" else None,
+    )
     app.state.entitlement_cache = OfferPlanCache[EntitlementsPage](settings.offers_cache_ttl_s)
     app.state.account_caches = AccountCaches(app.state.offer_cache, app.state.entitlement_cache)
     app.state.impressions = ImpressionBuffer(app.state.session_factory)

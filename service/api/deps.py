@@ -39,14 +39,21 @@ def unit_of_work(state: Any) -> Iterator[Session]:
     """One transaction, committed when the block ends, rolled back on error.
 
     After the commit, accounts the transaction changed are dropped from the offer cache; also
-    after a rollback, where a refusal found the cached offers stale (a 409 state_changed).
+    after a rollback, where a refusal found the cached offers stale (a 409 state_changed): then
+    the stored pages of those accounts go too (the commit drops them in its own transaction),
+    so that "fetch the offers again" gets fresh ones whatever made them stale.
     """
     with state.session_factory() as session:
+        committed = False
         try:
             with session.begin():
                 yield session
+            committed = True
         finally:
-            state.account_caches.invalidate(changed_accounts(session))
+            changed = changed_accounts(session)
+            state.account_caches.invalidate(changed)
+            if changed and not committed:
+                state.page_store.drop(changed)
 
 
 def get_session(request: Request) -> Iterator[Session]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -23,6 +24,29 @@ class FeatureUsageView(Protocol):
     def used(self) -> int: ...
     @property
     def limit(self) -> int | bool | None: ...
+
+
+class PeriodView(Protocol):
+    @property
+    def end(self) -> datetime: ...
+
+
+def inputs_change_at(
+    periods: Iterable[PeriodView | None], activated_at: datetime | None, now: datetime
+) -> datetime:
+    """The first moment after `now` at which an account's offer inputs read at `now` change by
+    time alone (datetime.max when none does): the end of a usage counter's period (`periods`:
+    each feature's, None for lifetime and on/off ones), where that counter starts again at 0;
+    the next day since activation, where days_since_activation (and at the window's last day
+    the activation window) moves on. A cached page is kept no longer than that."""
+    until = datetime.max.replace(tzinfo=UTC)
+    for period in periods:
+        if period is not None and period.end < until:
+            until = period.end
+    if activated_at is not None:
+        days = max(now - activated_at, timedelta(0)).days
+        until = min(until, activated_at + timedelta(days=days + 1))
+    return until
 
 
 class CrossingView(Protocol):

@@ -18,7 +18,13 @@ from service.adapters.usage_repository import usage_account
 from service.domain.accounts import plan_to_json
 from service.domain.catalog import Catalog
 from service.domain.errors import DomainError
-from service.domain.offers import OfferCandidate, OfferEngine, candidates, rank
+from service.domain.offers import (
+    OfferCandidate,
+    OfferEngine,
+    candidates,
+    inputs_change_at,
+    rank,
+)
 from service.domain.periods import calendar_month
 from service.domain.proration import BilledLine
 from service.domain.quote_terms import QuoteAt, QuoteTerms, proration_moment, quote_terms
@@ -58,6 +64,11 @@ class OfferInputs:
     billed: tuple[BilledLine, ...]
     usage: Mapping[str, FeatureUsage]
     signals: SignalSummary
+    # The first moment the inputs change by time alone (domain.offers.inputs_change_at; None:
+    # never).
+    valid_until: datetime | None = None
+    # The account's stamp in the offers read model when they were read (None: no row yet).
+    page_stamp: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +112,18 @@ def read_offer_inputs(
         usage = usage_account(reading.account)
     state = state_of(reading.account)
     snapshot = build_snapshot(catalog, usage, reading.counters, now)
+    signals = summary_of(
+        catalog, reading.account, snapshot, reading.milestones, reading.crossings, now
+    )
     return OfferInputs(
         account=state,
         billed=billed_of(catalog, state, reading.lines),
         usage=snapshot.features,
-        signals=summary_of(
-            catalog, reading.account, snapshot, reading.milestones, reading.crossings, now
+        signals=signals,
+        valid_until=inputs_change_at(
+            (feature.period for feature in snapshot.features.values()), signals.activated_at, now
         ),
+        page_stamp=reading.page_stamp,
     )
 
 
@@ -135,14 +151,18 @@ class OfferIdMaterial:
     """What an offer id hashes, around the pinned second (see offer_id_material); the part
     before the second is hashed once, and each id goes on from a copy of that state."""
 
-    __slots__ = ("_head", "_tail")
+    __slots__ = ("_hashed", "_head", "_tail")
 
     def __init__(self, head: str, tail: str) -> None:
-        self._head: _Hash = hashlib.sha256(head.encode())
+        self._head = head
+        self._hashed: _Hash = hashlib.sha256(head.encode())
         self._tail = tail.encode()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (OfferIdMaterial, (self._head, self._tail.decode()))
+
     def id_at(self, pinned_unix: int) -> str:
-        digest = self._head.copy()
+        digest = self._hashed.copy()
         digest.update(b"%d%s" % (pinned_unix, self._tail))
         return "off_" + digest.hexdigest()[:24]
 
@@ -177,17 +197,24 @@ class OfferPlan:
     # When the catalog version the plan was made with stops being the one in force (None: no
     # later version): its step ups are priced at that version, so the plan is not kept past it.
     catalog_until: datetime | None = None
+    # When its inputs change by time alone (OfferInputs.valid_until; None: never).
+    inputs_until: datetime | None = None
+    page_stamp: int | None = None  # OfferInputs.page_stamp
 
     @property
     def period_end(self) -> datetime:
         """Until when the plan may be cached: its period's end, or, on a Stripe test clock,
         until the clock moves (which changes the account, so every cache drops the plan); never
-        past the moment a later catalog version takes over."""
+        past the moment a later catalog version takes over, nor past the moment its inputs
+        change by time alone (a usage period ends, a day since activation passes)."""
         if self.account.frozen_time is not None:
             end = datetime.max.replace(tzinfo=UTC)
         else:
             end = self.account.period.end
-        return end if self.catalog_until is None else min(end, self.catalog_until)
+        for bound in (self.catalog_until, self.inputs_until):
+            if bound is not None and bound < end:
+                end = bound
+        return end
 
 
 def offer_id_material(
@@ -238,7 +265,15 @@ def plan_offers(catalog: Catalog, inputs: OfferInputs, signer: TokenSigner) -> O
         planned_offer(catalog, inputs, candidate, changes.get(id(candidate)), signer)
         for candidate, _step in rank(prepared, signals.in_window)
     )
-    return OfferPlan(account, inputs.billed, signals.in_window, planned, catalog.superseded_at)
+    return OfferPlan(
+        account,
+        inputs.billed,
+        signals.in_window,
+        planned,
+        catalog.superseded_at,
+        inputs.valid_until,
+        inputs.page_stamp,
+    )
 
 
 def planned_offer(

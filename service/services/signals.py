@@ -43,7 +43,7 @@ from service.domain.usage import (
     UsageAccount,
     UsageSnapshot,
 )
-from service.services.account_state import account_mrr
+from service.services.account_state import account_mrr, mark_changed
 
 SUMMARY_CROSSINGS = 100  # the most recent crossings a summary lists
 # Accounts per sweep transaction: per-page queries cost about the same for 5,000 or 20,000.
@@ -147,7 +147,10 @@ def record_crossings(
         ]
     )
     # The outbox rows went in with the crossings, in this same transaction.
-    return [c for c in crossings if c.id in inserted]
+    recorded = [c for c in crossings if c.id in inserted]
+    for account_id in {c.account_id for c in recorded}:
+        mark_changed(session, account_id)  # a new signal: its offers change (the sweep's too)
+    return recorded
 
 
 class _AcvBook:

@@ -10,7 +10,7 @@ import json
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -52,6 +52,7 @@ class TokenSigner:
         self._key = hashlib.sha256(b"upshift-tokens:" + secret.encode()).digest()
         # The HMAC state after the key: each signature goes on from a copy of it.
         self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)
+        self._seal_key = hmac.digest(self._key, b"upshift sealed data", "sha256")
         self._genuine: dict[str, dict[str, Any]] = {}
 
     def _mac(self, prefix: str, body: str) -> str:
@@ -65,7 +66,26 @@ class TokenSigner:
         self, prefix: str, claims: Mapping[str, Any], varying: Sequence[str]
     ) -> ClaimsTemplate:
         """Tokens of `claims` plus the `varying` claims, given on each `ClaimsTemplate.sign`."""
-        return ClaimsTemplate(self._keyed, prefix, claims, varying)
+        return ClaimsTemplate(self, prefix, claims, varying)
+
+    def seal(self, data: bytes) -> bytes:
+        """`data` with a MAC of its own purpose's key in front: what the service stores and
+        must know, when it reads it back, that it wrote itself (api.page_store)."""
+        return hmac.digest(self._seal_key, data, "sha256") + data
+
+    def unseal(self, sealed: bytes) -> bytes | None:
+        """The data of a `seal` made with this secret; None for anything else."""
+        mac, data = sealed[:32], sealed[32:]
+        expected = hmac.digest(self._seal_key, data, "sha256")
+        return data if hmac.compare_digest(mac, expected) else None
+
+    def keyed(self) -> hmac.HMAC:
+        """A fresh HMAC of the signer's key, nothing hashed yet."""
+        return self._keyed.copy()
+
+    def __reduce__(self) -> NoReturn:
+        # Its key is derived from the secret: it never goes into a pickle (see ClaimsTemplate).
+        raise TypeError("a TokenSigner holds a secret and is never pickled")
 
     def verify(self, prefix: str, token: str, now: datetime) -> dict[str, Any]:
         """The claims of a genuine, unexpired token of this kind; InvalidToken otherwise."""
@@ -110,7 +130,7 @@ class ClaimsTemplate:
     """
 
     def __init__(
-        self, keyed: hmac.HMAC, prefix: str, claims: Mapping[str, Any], varying: Sequence[str]
+        self, signer: TokenSigner, prefix: str, claims: Mapping[str, Any], varying: Sequence[str]
     ) -> None:
         if list(varying) != sorted(varying) or set(varying) & set(claims):
             raise ValueError("varying claims must be sorted and not among the fixed ones")
@@ -125,11 +145,21 @@ class ClaimsTemplate:
                 text += orjson.dumps(claims[name], option=orjson.OPT_SORT_KEYS)
         chunks.append(text + b"}")
         aligned = len(chunks[0]) - len(chunks[0]) % 3
-        self._head = prefix + _b64(chunks[0][:aligned])
-        self._mac = keyed.copy()  # an HMAC of the signer's key, nothing hashed yet
-        self._mac.update(self._head.encode())
-        chunks[0] = chunks[0][aligned:]
-        self._format = b"%s".join(chunk.replace(b"%", b"%%") for chunk in chunks)
+        chunks[0], head = chunks[0][aligned:], prefix + _b64(chunks[0][:aligned])
+        self._restore(signer, head, b"%s".join(chunk.replace(b"%", b"%%") for chunk in chunks))
+
+    def _restore(self, signer: TokenSigner, head: str, format: bytes) -> None:
+        self._signer = signer
+        self._head = head
+        self._format = format
+        self._mac = signer.keyed()
+        self._mac.update(head.encode())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the signer, the head and the format, never the HMAC state (derived from
+        the secret): a pickler must stand the signer for a reference (see api.page_store), and
+        the state is derived again from the signer it stands for when unpickled."""
+        return (_restored_template, (self._signer, self._head, self._format))
 
     def sign(self, *values: int | str) -> str:
         """The token with the varying claims set to `values`, in their (sorted) order."""
@@ -139,6 +169,12 @@ class ClaimsTemplate:
         mac.update(encoded)
         signature = binascii.b2a_base64(mac.digest(), newline=False).translate(_URLSAFE)
         return f"{self._head}{encoded.decode()}.{signature.rstrip(b'=').decode()}"
+
+
+def _restored_template(signer: TokenSigner, head: str, format: bytes) -> ClaimsTemplate:
+    template = ClaimsTemplate.__new__(ClaimsTemplate)
+    template._restore(signer, head, format)
+    return template
 
 
 def unix(moment: datetime) -> int:

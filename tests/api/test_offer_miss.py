@@ -13,6 +13,7 @@ from sqlalchemy import Engine, event, text
 from service.adapters.db import connection_read, statement_read_engine, statement_reads
 from service.api.deps import account_principal
 from service.domain.errors import NotFound
+from service.domain.offers import inputs_change_at
 from service.services.account_state import state_of
 from service.services.accounts import get_account
 from service.services.billing import billed_lines
@@ -68,11 +69,19 @@ def read_per_aggregate(app: FastAPI, clock: FakeClock) -> OfferInputs:
         account = get_account(session, "acme")
         snapshot = usage_snapshot(session, catalog, account, now)
         state = state_of(account)
+        signals = signal_summary(session, catalog, account, now, snapshot)
+        stamp = session.execute(
+            text("SELECT stamp FROM offer_pages WHERE account_id = 'acme'")
+        ).scalar_one_or_none()
         return OfferInputs(
             account=state,
             billed=billed_lines(session, catalog, state),
             usage=snapshot.features,
-            signals=signal_summary(session, catalog, account, now, snapshot),
+            signals=signals,
+            valid_until=inputs_change_at(
+                [usage.period for usage in snapshot.features.values()], signals.activated_at, now
+            ),
+            page_stamp=stamp,
         )
 
 

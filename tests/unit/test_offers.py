@@ -159,3 +159,22 @@ def test_ranking_prefers_strong_signals_then_the_smaller_step(catalog: Catalog) 
         OfferEngine.seat,
     ]
     assert ranked[0][0].score(True) == 115  # limit hit, inside the activation window
+
+
+def test_offer_inputs_hold_until_a_usage_period_ends_or_another_day_since_activation() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from service.domain.offers import inputs_change_at
+    from service.domain.periods import Period
+
+    now = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+    month = Period(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    billing = Period(datetime(2026, 11, 5, tzinfo=UTC), datetime(2026, 12, 5, tzinfo=UTC))
+    assert inputs_change_at([None, billing, month], None, now) == month.end
+    assert inputs_change_at([], None, now) == datetime.max.replace(tzinfo=UTC)
+    # Activated 3 days and 2 hours ago: day 3 ends in 22 hours.
+    activated = now - timedelta(days=3, hours=2)
+    assert inputs_change_at([month], activated, now) == activated + timedelta(days=4)
+    # A milestone stamped in the future (a client clock ahead): day 0 until a day after it.
+    ahead = now + timedelta(hours=1)
+    assert inputs_change_at([month], ahead, now) == ahead + timedelta(days=1)

@@ -20,6 +20,7 @@ fixed_values = st.one_of(
     st.lists(text, max_size=3),
     st.dictionaries(text, st.one_of(values, st.dictionaries(text, values, max_size=2)), max_size=3),
 )
+NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 names = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=1, max_size=6)
 
 
@@ -58,3 +59,41 @@ def test_varying_claims_must_be_sorted_and_new() -> None:
         signer.template(OFFER_PREFIX, {}, ["exp", "due"])
     with pytest.raises(ValueError):
         signer.template(OFFER_PREFIX, {"due": 1}, ["due"])
+
+
+def test_a_template_pickles_without_the_secret_and_signs_the_same_after() -> None:
+    """Stored offer pages hold templates (api.page_store): pickled, a template is the signer's
+    reference, its head and its format, never an HMAC state derived from the secret."""
+    import io
+    import pickle
+
+    signer = TokenSigner("a-secret-of-this-deployment")
+    template = signer.template(OFFER_PREFIX, {"acc": "acme", "tgt": {"seats": 12}}, ["due", "exp"])
+    with pytest.raises(TypeError, match="never pickled"):
+        pickle.dumps(signer)
+
+    class ByReference(pickle.Pickler):
+        def persistent_id(self, obj: object) -> str | None:
+            return "signer" if obj is signer else None
+
+    class Resolving(pickle.Unpickler):
+        def persistent_load(self, pid: object) -> TokenSigner:
+            assert pid == "signer"
+            return signer
+
+    buffer = io.BytesIO()
+    ByReference(buffer).dump(template)
+    data = buffer.getvalue()
+    assert signer._key not in data and signer.keyed().digest() not in data
+    restored = Resolving(io.BytesIO(data)).load()
+    assert restored.sign(1900, 1_800_000_000) == template.sign(1900, 1_800_000_000)
+    claims = signer.verify(OFFER_PREFIX, restored.sign(1900, 1_800_000_000), NOW)
+    assert claims["due"] == 1900 and claims["tgt"] == {"seats": 12}
+
+
+def test_a_seal_opens_only_with_its_own_secret_and_bytes() -> None:
+    sealed = TokenSigner("one").seal(b"page")
+    assert TokenSigner("one").unseal(sealed) == b"page"
+    assert TokenSigner("two").unseal(sealed) is None
+    assert TokenSigner("one").unseal(sealed[:-1] + b"!") is None
+    assert TokenSigner("one").unseal(b"short") is None

@@ -136,6 +136,8 @@ async def get_upgrade_offers(
     now = state.clock.now()
     page = state.offer_cache.get(account_id, now)
     if page is None:
+        page = await stored_offers_page(state, account_id, now)
+    if page is None:
         page = await run_in_threadpool(read_offers_page, state, account_id, now)
     body = offers_body(state, page, now)
     return Response(body, headers={name.decode(): value.decode() for name, value in JSON_HEADERS})
@@ -150,13 +152,26 @@ def cached_offers_body(state: Any, account_id: str, now: datetime) -> bytes | No
     return None if page is None else offers_body(state, page, now)
 
 
+async def stored_offers_page(app_state: Any, account_id: str, now: datetime) -> OffersPage | None:
+    """A miss answered by the page a process built and stored (api.page_store): one statement,
+    awaited on the event loop; kept in the cache as a page built here is. None: not stored."""
+    cache = app_state.offer_cache
+    read_since = cache.generation
+    page = await app_state.page_store.load(account_id, now)
+    if page is not None:
+        cache.put(account_id, page, read_since)
+    return page
+
+
 def read_offers_page(app_state: Any, account_id: str, now: datetime) -> OffersPage:
-    """A miss: the account's page read and planned, then kept in the cache (unless a change
-    dropped the account meanwhile: see OfferPlanCache.put). It blocks on the database: run it
-    in a worker thread, never on the event loop."""
+    """A miss with no stored page: the account's page read and planned, stored for every
+    process, and kept in the cache (unless a change dropped the account meanwhile: see
+    OfferPlanCache.put). It blocks on the database: run it in a worker thread, never on the
+    event loop."""
     cache = app_state.offer_cache
     read_since = cache.generation
     page = _load_page(app_state, account_id, now)
+    app_state.page_store.save(page, now)
     cache.put(account_id, page, read_since)
     return page
 
