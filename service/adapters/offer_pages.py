@@ -89,6 +89,9 @@ class PageReader:
                 if attempt == 2:
                     raise
                 continue
+            except BaseException:  # cancelled mid-statement: the connection's state is unknown
+                await self._discard(connection)
+                raise
             await self._give_back(connection)
             return None if row is None else StoredPage(bytes(row[0]), row[1])
         raise AssertionError("unreachable")

@@ -246,6 +246,7 @@ def create_app(
     app.state.impressions = ImpressionBuffer(app.state.session_factory)
     app.state.metrics = RequestMetrics()
     app.state.metrics.watch_catalogs(catalogs, watcher)
+    app.state.metrics.watch_page_store(app.state.page_store)
     caches = app.state.account_caches
 
     def catalogs_swapped(served: CatalogHistory) -> None:

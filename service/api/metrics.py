@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,6 +56,10 @@ class RequestMetrics:
         """The catalog versions this process serves, read at each scrape: replicas that serve
         different versions, or a version refused, show here."""
         self.registry.register(CatalogCollector(served, watcher))
+
+    def watch_page_store(self, store: Any) -> None:
+        """What this process's misses did with the offers read model, read at each scrape."""
+        self.registry.register(PageStoreCollector(store))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -130,3 +134,20 @@ class CatalogCollector(Collector):
                 "When this process last read the published catalog versions (Unix time)",
                 value=self.watcher.checked_at,
             )
+
+
+class PageStoreCollector(Collector):
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        pages = CounterMetricFamily(
+            "upshift_offer_pages",
+            "Offer pages of the read model shared by replicas: served (a miss answered from a "
+            "page another process or this one stored), stored (built here and kept), refused "
+            "(stored by another build, or not sealed with this secret: built again)",
+            labels=["result"],
+        )
+        for result in ("served", "stored", "refused"):
+            pages.add_metric([result], getattr(self.store, result))
+        yield pages

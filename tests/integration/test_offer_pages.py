@@ -6,6 +6,7 @@ the service sealed itself is ever unpickled. Two apps on one PostgreSQL database
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,6 +17,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from service.adapters.change_feed import listen_dsn
+from service.adapters.offer_pages import PageReader
 from service.api.app import create_app
 from service.api.routes.offers import _load_page, read_offers_page
 from service.settings import Settings
@@ -73,6 +76,9 @@ def test_a_page_built_by_one_replica_is_served_by_the_other_from_one_read(
     assert served.status_code == 200
     assert (store_of(b).served, store_of(b).stored) == (1, 0)
     assert served.content == built.content
+    metrics = b.get("/metrics").text
+    assert 'upshift_offer_pages_total{result="served"} 1.0' in metrics
+    assert 'upshift_offer_pages_total{result="stored"} 0.0' in metrics
     [offer] = [o for o in served.json()["offers"] if o["engine"] == "seat"]
     # The token B served from the stored page is genuine: buying through B works.
     bought = b.post(
@@ -161,9 +167,7 @@ def test_only_a_page_this_build_sealed_is_ever_read(
     ]
     for refused, values in enumerate(forged, start=1):
         with db.begin() as connection:
-            connection.execute(
-                text("UPDATE offer_pages SET build = :build, page = :page"), values
-            )
+            connection.execute(text("UPDATE offer_pages SET build = :build, page = :page"), values)
         assert load_stored(b.app, clock.now()) is None
         assert store_of(b).refused == refused
     # The page load builds instead, and answers.
@@ -189,3 +193,32 @@ def test_a_stale_offer_refused_drops_the_stored_page_too(
     assert stored_row(db).page is None
     again = b.get(OFFERS, headers=admin_headers).json()["offers"]
     assert all(o["offer_token"] != offer["offer_token"] for o in again)
+
+
+def test_the_page_reader_survives_a_dropped_connection_and_a_cancelled_read(db: Engine) -> None:
+    skip_unless_postgres(db)
+    reader = PageReader(listen_dsn(db), size=1)  # one connection: a leaked one would block
+    now = datetime(2026, 11, 10, tzinfo=UTC)
+
+    async def scenario() -> None:
+        assert await reader.fetch("nobody", now) is None
+        with db.connect() as connection:  # the server ends the reader's session
+            ended = connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE '%FROM offer_pages%' AND pid <> pg_backend_pid()"
+                )
+            ).all()
+            connection.commit()
+        assert ended
+        assert await reader.fetch("nobody", now) is None  # once more, on a new connection
+        for _ in range(3):  # cancelled at each await it may be at: its connection is given up
+            read = asyncio.create_task(reader.fetch("nobody", now))
+            await asyncio.sleep(0)
+            read.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await read
+            assert await asyncio.wait_for(reader.fetch("nobody", now), 5) is None
+        await reader.close()
+
+    asyncio.run(scenario())
