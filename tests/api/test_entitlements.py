@@ -184,8 +184,10 @@ def test_the_page_load_path_answers_exactly_as_the_route(
 @given(
     used=st.integers(0, 10**12),
     limit=limits,
-    at=st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    at=st.datetimes(  # hypothesis bounds are naive; the values drawn are UTC
+        min_value=datetime(2000, 1, 1),  # noqa: DTZ001
+        max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+        timezones=st.just(UTC),
     ),
 )
 def test_the_body_rendered_once_is_the_response_models_json(
