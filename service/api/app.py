@@ -185,7 +185,7 @@ def create_app(
         _app.state.impressions.start()
         # Everything loaded at start-up lives as long as the process, and cached offer plans
         # for minutes: out of the collector's sight, full collections stay short (p99 stalls).
-        freeze_survivors()
+        freeze_survivors(full=True)
         collector = asyncio.create_task(tend_collector())
         yield
         collector.cancel()

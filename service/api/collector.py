@@ -3,11 +3,15 @@
 A full collection visits every tracked object. The offer cache keeps tens of thousands of
 long-lived objects, so under load a full collection took 250-300 ms every few seconds, and that
 pause was the p99 of the offer endpoint. While the server runs, full collections happen only
-here: every `freeze_every_s` a collection of what is not frozen yet (short: only what is new
-since the last freeze), then the survivors are moved out of the collector's sight (gc.freeze).
-The young generations are still collected automatically. Frozen objects are still freed by
-reference counting when nothing refers to them any more (cache entries hold no cycles); cyclic
-garbage among them waits for the hourly unfreeze and full collection, the one long pause left.
+once an hour: every `freeze_every_s` the young generations are collected and everything that
+survived is moved out of the collector's sight (gc.freeze). What reached the old generation
+since the last freeze is frozen without a look: a process that has just started, or a worker of
+several that meets accounts another worker cached, takes in thousands of offer pages (read back
+from the shared read model) a second, and a full collection of what was new since the last
+freeze took 150-300 ms there. The young generations are still collected automatically. Frozen
+objects are still freed by reference counting when nothing refers to them any more (cache
+entries hold no cycles); cyclic garbage among them waits for the hourly unfreeze and full
+collection, the one long pause left.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ NO_AUTOMATIC_FULL_COLLECTIONS = 1_000_000
 RECLAIM_EVERY_S = 3600.0
 
 
-def freeze_survivors() -> None:
-    """Collect what is not frozen yet, then freeze what survived."""
-    gc.collect()
+def freeze_survivors(*, full: bool = False) -> None:
+    """Collect the young generations (every generation when `full`: at start-up, before any
+    load), then freeze what survived, the old generation included."""
+    gc.collect(2 if full else 1)
     gc.freeze()
 
 
