@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.page_store import PageStore
 from service.services.catalogs import CatalogWatcher, ServedCatalogs
 
 
@@ -57,7 +58,7 @@ class RequestMetrics:
         different versions, or a version refused, show here."""
         self.registry.register(CatalogCollector(served, watcher))
 
-    def watch_page_store(self, store: Any) -> None:
+    def watch_page_store(self, store: PageStore) -> None:
         """What this process's misses did with the offers read model, read at each scrape."""
         self.registry.register(PageStoreCollector(store))
 
@@ -137,7 +138,7 @@ class CatalogCollector(Collector):
 
 
 class PageStoreCollector(Collector):
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: PageStore) -> None:
         self.store = store
 
     def collect(self) -> Iterator[Metric]:
