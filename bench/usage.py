@@ -50,6 +50,8 @@ def seed_accounts(engine: Engine, count: int, now: datetime) -> None:
             "billing_customer_id": None,
             "billing_subscription_id": None,
             "version": 1,
+            "catalog_version": CATALOG.version,
+            "limits_version": CATALOG.version,
             "created_at": start,
             "updated_at": start,
         }
