@@ -150,8 +150,13 @@ def store_offer_page(
 ) -> bool:
     """Keep `page`, built from what was read when the account's stamp was `stamp` (None: no
     row yet); False when a change committed since (the page is then not kept)."""
-    values = {"id": account_id, "page": page, "build": build, "valid_until": valid_until}
-    values["now"] = now
+    values = {
+        "id": account_id,
+        "page": page,
+        "build": build,
+        "valid_until": valid_until,
+        "now": now,
+    }
     if stamp is None:
         result = connection.execute(_STORE_FIRST, values)
     else:
