@@ -252,6 +252,7 @@ def create_app(
     def catalogs_swapped(served: CatalogHistory) -> None:
         # Cached plans hold the catalog objects of the history they were read with.
         caches.clear()
+        app.state.page_store.build()  # the new build key, here rather than in a page load
         if stripe_billing is not None:
             stripe_billing.use_history(served)
 

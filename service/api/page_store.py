@@ -143,6 +143,8 @@ class PageStore:
         self.catalogs = catalogs
         self.reader = reader  # None: nothing is stored (SQLite)
         self._built_for: tuple[CatalogHistory, str] | None = None
+        if reader is not None:
+            self.build()  # hashes the code once, at start-up rather than in a page load
         self.served = 0  # pages read back from the store
         self.stored = 0  # pages built here and kept
         self.refused = 0  # stored pages not usable here (another build, a broken seal)
