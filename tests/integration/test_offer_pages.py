@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import pickle
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,9 +58,15 @@ def stored_row(db: Engine) -> Any:
         ).one_or_none()
 
 
+def run_apart(coroutine: Any) -> Any:
+    """`asyncio.run` in a thread of its own: the test's thread may have a loop set already."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def load_stored(app: FastAPI, now: datetime) -> Any:
     """What the app's page load would read back from the store at `now` (None: nothing)."""
-    return asyncio.run(app.state.page_store.load("acme", now))
+    return run_apart(app.state.page_store.load("acme", now))
 
 
 def test_a_page_built_by_one_replica_is_served_by_the_other_from_one_read(
@@ -221,4 +228,4 @@ def test_the_page_reader_survives_a_dropped_connection_and_a_cancelled_read(db: 
             assert await asyncio.wait_for(reader.fetch("nobody", now), 5) is None
         await reader.close()
 
-    asyncio.run(scenario())
+    run_apart(scenario())
